@@ -9,3 +9,7 @@ Conventions shared by every module:
 """
 
 __version__ = "0.1.0"
+
+from .runtime import get_device, resolve_profile, seed_everything, start  # noqa: E402
+
+__all__ = ["__version__", "get_device", "resolve_profile", "seed_everything", "start"]

@@ -1,0 +1,105 @@
+"""Where and how the code runs: device, seeds and the hardware profile.
+
+A chapter asks for ``profile="auto"``: ``"fast"`` on a CPU (the embedded data,
+small models, few epochs — what CI and the CPU-built book run) and ``"full"``
+on a GPU (full data sets, paper-scale settings). Both run the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+PROFILES = ("fast", "full")
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the best available device: CUDA, then Apple MPS, then CPU.
+
+    ``prefer`` forces a device ("cpu", "cuda", "mps"); the environment
+    variable ``ADVCOURSE_DEVICE`` does the same for a whole run.
+    """
+    prefer = prefer or os.environ.get("ADVCOURSE_DEVICE")
+    if prefer:
+        if prefer not in ("cpu", "cuda", "mps") and not prefer.startswith("cuda:"):
+            raise ValueError(f"prefer must be 'cpu', 'cuda' or 'mps', got {prefer!r}")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_profile(profile: str = "auto", device: torch.device | None = None) -> str:
+    """Turn ``"auto"`` into ``"fast"`` (CPU) or ``"full"`` (GPU).
+
+    ``ADVCOURSE_PROFILE`` overrides ``"auto"`` (e.g. to run the fast profile on a GPU).
+    """
+    if profile == "auto":
+        profile = os.environ.get("ADVCOURSE_PROFILE", "auto")
+    if profile == "auto":
+        device = device or get_device()
+        return "full" if device.type == "cuda" else "fast"
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be 'auto', 'fast' or 'full', got {profile!r}")
+    return profile
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch; on request make CPU kernels deterministic.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its
+    own stream (data shuffling, random starts).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # warn_only: a few CUDA kernels have no deterministic version; CPU ones all do.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+class Run:
+    """The settings of one chapter run: profile, seed, device and the stamp.
+
+    ``run = start(profile, seed)`` in a chapter's setup cell; ``run.full`` picks
+    paper-scale settings, ``run.pick(fast=..., full=...)`` a per-profile value.
+    """
+
+    def __init__(self, profile: str, seed: int, device: torch.device):
+        self.profile, self.seed, self.device = profile, seed, device
+        self.generator = seed_everything(seed)
+
+    @property
+    def full(self) -> bool:
+        return self.profile == "full"
+
+    def pick(self, fast, full):
+        """The value for this run's profile."""
+        return full if self.full else fast
+
+    @property
+    def stamp(self):
+        from .stamp import stamp
+
+        return stamp(self.profile, self.seed, self.device)
+
+    def __repr__(self) -> str:
+        return f"Run(profile={self.profile!r}, seed={self.seed}, device={str(self.device)!r})"
+
+
+def start(profile: str = "auto", seed: int = 0, device: str | None = None) -> Run:
+    """Resolve the profile and device, seed everything, and return the ``Run``."""
+    dev = get_device(device)
+    return Run(resolve_profile(profile, dev), seed, dev)

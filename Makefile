@@ -1,0 +1,42 @@
+# The two commands of the README, and a few helpers. Each sets itself up: the
+# first run creates a local virtual environment in .venv from requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Trained models are cached inside the checkout, so a fresh clone trains its own.
+export ADVCOURSE_CACHE ?= $(CURDIR)/.cache/models
+PROFILE ?= fast
+SEED ?= 0
+
+.PHONY: book book-student test chapter sync clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (advcourse)" >/dev/null
+	touch $@
+
+## make book: execute every chapter (fast profile on the embedded data) and build the HTML book in _build/html
+book: $(VENV)/.installed
+	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED)
+
+## make book-student: the same with exercise solutions hidden, in _build/student
+book-student: $(VENV)/.installed
+	$(PY) scripts/build_book.py --out _build/student --profile $(PROFILE) --seed $(SEED) --student
+
+## make test: the unit, property and claim tests, every chapter executed, the HTML build checked
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+## make chapter CH=01_linear_explanation: execute one chapter into _build/stage/chapters
+chapter: $(VENV)/.installed
+	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED) --chapters $(CH)
+
+## make sync: rewrite the paired .ipynb notebooks from the chapters' .md sources
+sync: $(VENV)/.installed
+	$(PY) scripts/sync_notebooks.py
+
+clean:
+	rm -rf _build .cache .pytest_cache

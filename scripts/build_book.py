@@ -1,0 +1,128 @@
+"""Build the book: jupytext -> papermill -> jupyter-book, with execution times.
+
+1. Each chapter's MyST Markdown source becomes a notebook (jupytext).
+2. papermill executes it with the parameters ``profile`` and ``seed`` (from a
+   clean kernel, cwd = the staging folder) and records the time it took.
+3. ``jupyter-book build`` renders the staged front matter and executed notebooks
+   with execution off and warnings as errors.
+
+Output: ``<out>/html`` (the book) and ``<out>/execution_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import jupytext
+import nbformat
+import papermill
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def chapters_in_toc() -> list[str]:
+    """The chapter notebooks listed in _toc.yml, e.g. ['chapters/01_linear_explanation']."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f for f in files if f.startswith("chapters/")]
+
+
+def stage_config(stage: pathlib.Path, student: bool) -> None:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["sphinx"]["config"]["hide_solutions"] = bool(student)
+    if student:
+        config["title"] += " (student edition)"
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
+    shutil.copytree(ROOT / "book", stage / "book", dirs_exist_ok=True)
+
+
+def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> float:
+    """Execute chapters/<name>.md into the staging folder; returns seconds taken."""
+    source = ROOT / f"{name}.md"
+    target = stage / f"{name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    raw = target.with_suffix(".raw.ipynb")
+    nbformat.write(jupytext.read(source), raw)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(raw), str(target), parameters={"profile": profile, "seed": seed},
+            cwd=str(target.parent), kernel_name="python3", progress_bar=False,
+            log_output=False, request_save_on_cell_execute=False,
+        )
+    finally:
+        raw.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    # Hide papermill's injected-parameters cell in the HTML.
+    nb = nbformat.read(target, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, target)
+    return seconds
+
+
+def build(out: pathlib.Path, profile: str, seed: int, student: bool, only: list[str] | None) -> dict:
+    # Kernels must use the inline backend so figures become outputs (Agg would swallow them).
+    os.environ.pop("MPLBACKEND", None)
+    stage = out / "stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    stage_config(stage, student)
+    times = {}
+    names = chapters_in_toc()
+    if only:
+        unknown = set(only) - {pathlib.Path(n).name for n in names}
+        if unknown:
+            raise SystemExit(f"--chapters: not in _toc.yml: {sorted(unknown)}")
+    for name in names:
+        if only and pathlib.Path(name).name not in only:
+            continue
+        print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
+        times[name] = round(execute_chapter(name, stage, profile, seed), 1)
+        print(f"  {name}: {times[name]:.1f} s", flush=True)
+    if only:
+        return times
+    site = out / "site"
+    jupyter_book = pathlib.Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jupyter_book), "build", str(stage), "--path-output", str(site),
+           "--builder", "html", "-W", "-n", "--keep-going"]
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    html = out / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(site / "_build" / "html"), html)
+    (out / "execution_times.json").write_text(json.dumps(
+        {"profile": profile, "seed": seed, "seconds": times}, indent=2))
+    print("\nchapter execution times (s):")
+    for name, s in times.items():
+        print(f"  {s:8.1f}  {name}")
+    print(f"\nbook: {html / 'index.html'}")
+    return times
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "_build"), help="output folder (default _build)")
+    parser.add_argument("--profile", default="fast", choices=["auto", "fast", "full"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--student", action="store_true", help="hide exercise solutions")
+    parser.add_argument("--chapters", nargs="*", help="only execute these chapters (no HTML build)")
+    args = parser.parse_args(argv)
+    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.student, args.chapters)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import re
+
 import jupytext
 import nbformat
 import papermill
@@ -35,9 +37,51 @@ def chapters_in_toc() -> list[str]:
     return [f for f in files if f.startswith("chapters/")]
 
 
+# A fenced {solution} directive, and the opening / closing fences of a gated solution.
+SOLUTION = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
+GATE_START = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution-start\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
+GATE_END = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution-end\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
+
+
+def strip_solutions(nb) -> int:
+    """Remove every exercise solution from a notebook (the student edition); returns how many.
+
+    Handles ``{solution}`` blocks inside Markdown cells and gated solutions
+    (``{solution-start}`` … ``{solution-end}``) that enclose code cells.
+    """
+    kept, inside, removed = [], False, 0
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            if not inside:
+                kept.append(cell)
+            continue
+        text = cell.source
+        if inside:
+            end = GATE_END.search(text)
+            if not end:
+                continue
+            text, inside = text[end.end():], False
+        text, n = SOLUTION.subn("", text)
+        removed += n
+        start = GATE_START.search(text)
+        if start:
+            end = GATE_END.search(text, start.end())
+            if end:
+                text = text[:start.start()] + text[end.end():]
+            else:
+                text, inside = text[:start.start()], True
+            removed += 1
+        if text.strip():
+            cell.source = text
+            kept.append(cell)
+    if inside:
+        raise ValueError("a {solution-start} has no matching {solution-end}")
+    nb.cells = kept
+    return removed
+
+
 def stage_config(stage: pathlib.Path, student: bool) -> None:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["sphinx"]["config"]["hide_solutions"] = bool(student)
     if student:
         config["title"] += " (student edition)"
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -45,7 +89,7 @@ def stage_config(stage: pathlib.Path, student: bool) -> None:
     shutil.copytree(ROOT / "book", stage / "book", dirs_exist_ok=True)
 
 
-def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> float:
+def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, student: bool) -> float:
     """Execute chapters/<name>.md into the staging folder; returns seconds taken."""
     source = ROOT / f"{name}.md"
     target = stage / f"{name}.ipynb"
@@ -62,8 +106,10 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> 
     finally:
         raw.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    # Hide papermill's injected-parameters cell in the HTML.
+    # Hide papermill's injected-parameters cell in the HTML; the student edition drops solutions.
     nb = nbformat.read(target, as_version=4)
+    if student:
+        strip_solutions(nb)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -90,7 +136,7 @@ def build(out: pathlib.Path, profile: str, seed: int, student: bool, only: list[
         if only and pathlib.Path(name).name not in only:
             continue
         print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
-        times[name] = round(execute_chapter(name, stage, profile, seed), 1)
+        times[name] = round(execute_chapter(name, stage, profile, seed, student), 1)
         print(f"  {name}: {times[name]:.1f} s", flush=True)
     if only:
         return times

@@ -37,6 +37,8 @@ def expected_files(md: pathlib.Path, url: str) -> tuple[str, str]:
     text = URL_LINE.sub(f'REPO_URL = "{url}"', text)
     notebook = jupytext.reads(text, fmt="md:myst")
     notebook.metadata["jupytext"] = {"formats": "ipynb,md:myst"}
+    for i, cell in enumerate(notebook.cells):  # stable ids: nbformat would draw random ones
+        cell["id"] = f"cell-{i:03d}"
     return text, jupytext.writes(notebook, fmt="ipynb")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attacks import fgsm
@@ -52,11 +51,6 @@ def activation_growth(dims, eps: float, trials: int = 20, generator: torch.Gener
     return out
 
 
-def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Average-pool images (N, C, H, W) to (N, C, size, size): fewer input dimensions."""
-    return F.adaptive_avg_pool2d(x, size)
-
-
 def fgsm_logistic_exact(model: LogisticRegression, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """The exact worst case of a logistic regression in the box-constrained max-norm ball.
 
@@ -67,6 +61,32 @@ def fgsm_logistic_exact(model: LogisticRegression, x: torch.Tensor, y: torch.Ten
     ytilde = (2 * y - 1).to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
     step = model.w.detach().sign().view(1, *x.shape[1:])
     return (x - eps * ytilde * step).clamp(0, 1).clamp(x - eps, x + eps)
+
+
+def margins(model: LogisticRegression, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The signed margins ỹ(wᵀx + b), ỹ = 2y − 1, shape (N,): positive means correct."""
+    with torch.no_grad():
+        score = model.score(x.to(model.w.device)).cpu()
+    return (2 * y - 1).to(score.dtype) * score
+
+
+def margin_histogram(clean: torch.Tensor, adversarial: torch.Tensor, budget: float, ax=None):
+    """Histograms of clean and adversarial margins, with the FGSM budget ε‖w‖₁ marked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    lo = min(clean.min().item(), adversarial.min().item())
+    hi = max(clean.max().item(), adversarial.max().item())
+    bins = torch.linspace(lo, hi, 60).numpy()
+    ax.hist(clean.numpy(), bins=bins, alpha=0.6, label="clean")
+    ax.hist(adversarial.numpy(), bins=bins, alpha=0.6, label="FGSM")
+    ax.axvline(0, color="k", lw=1)
+    ax.axvline(budget, color="C3", ls="--", label="ε‖w‖₁ (largest possible drop)")
+    ax.set_xlabel("margin ỹ(wᵀx + b)  (< 0: misclassified)")
+    ax.set_ylabel("test examples")
+    ax.legend(frameon=False)
+    return ax
 
 
 # --- the models of the chapter, trained once and cached --------------------------

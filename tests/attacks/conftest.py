@@ -1,0 +1,26 @@
+"""Fixtures for the attack tests; the models live in atk_models.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atk_models import images, make_mlp, predict, BNDrop
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def mlp():
+    return make_mlp(0)
+
+
+@pytest.fixture
+def data(mlp):
+    x = images(16, seed=1)
+    return x, predict(mlp, x)
+
+
+@pytest.fixture
+def bn_model():
+    return BNDrop(0)

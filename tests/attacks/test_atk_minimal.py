@@ -1,0 +1,213 @@
+"""Minimal-perturbation attacks (DeepFool, C&W) against closed-form answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advcourse import attacks as A
+from atk_models import Linear, images, make_mlp, predict
+
+
+def linear_min_dist(model, x, y):
+    """Closed form for an affine classifier: min_j |(w_y-w_j)^T x + b_y-b_j| / ||w_y-w_j||."""
+    W, b = model.fc.weight.detach(), model.fc.bias.detach()
+    xf = x.flatten(1)
+    z = xf @ W.T + b
+    dw = W[y][:, None, :] - W[None, :, :]  # (N, K, D)
+    num = (z.gather(1, y[:, None]) - z).abs()
+    den = dw.norm(dim=2)
+    ratio = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("inf")))
+    return ratio.min(1).values
+
+
+@pytest.fixture
+def linear_case():
+    model = Linear(64, 5, seed=0)
+    x = images(24, seed=3, lo=0.35, hi=0.65)  # away from the box: the closed form applies
+    y = predict(model, x)
+    return model, x, y, linear_min_dist(model, x, y)
+
+
+def dist(a, b):
+    return (a - b).flatten(1).norm(dim=1)
+
+
+def test_deepfool_linear_closed_form(linear_case):
+    model, x, y, d = linear_case
+    x_adv = A.deepfool(model, x, y, overshoot=0.0)
+    assert (predict(model, x_adv) != y).all()
+    ratio = dist(x_adv, x) / d
+    assert (ratio >= 1 - 1e-4).all() and (ratio <= 1.01).all()
+    x_adv2 = A.deepfool(model, x, y)  # default overshoot 0.02 -> about 2% longer
+    assert (dist(x_adv2, x) / d <= 1.03).all()
+
+
+def test_deepfool_mlp_fools_and_skips_misclassified():
+    model = make_mlp(1)
+    x = images(32, seed=4)
+    y = predict(model, x)
+    y_wrong = y.clone()
+    y_wrong[:4] = (y[:4] + 1) % 10  # already misclassified -> unchanged
+    x_adv = A.deepfool(model, x, y_wrong)
+    assert torch.equal(x_adv[:4], x[:4])
+    assert (predict(model, x_adv[4:]) != y[4:]).float().mean() >= 0.9
+
+
+def test_deepfool_num_candidates_validation(mlp, data):
+    x, y = data
+    with pytest.raises(ValueError, match="num_candidates"):
+        A.deepfool(mlp, x, y, num_candidates=1)
+    with pytest.raises(ValueError, match="overshoot"):
+        A.deepfool(mlp, x, y, overshoot=-1)
+
+
+@pytest.mark.parametrize("box", ["tanh", "clipped", "projected"])
+def test_cw_l2_linear_closed_form(linear_case, box):
+    model, x, y, d = linear_case
+    x_adv = A.cw_l2(model, x, y, c=1.0, steps=200, binary_search_steps=8, box=box)
+    assert (predict(model, x_adv) != y).all()
+    ratio = dist(x_adv, x) / d
+    assert (ratio >= 1 - 1e-4).all() and ratio.median() <= 1.03 and ratio.max() <= 1.2
+
+
+def test_cw_l2_beats_fgsm_where_both_succeed():
+    model = make_mlp(2)
+    x = images(24, seed=5)
+    y = predict(model, x)
+    x_fgsm = A.fgsm(model, x, y, eps=0.1)
+    x_cw = A.cw_l2(model, x, y, c=0.1, steps=100, binary_search_steps=5)
+    both = (predict(model, x_fgsm) != y) & (predict(model, x_cw) != y)
+    assert both.sum() >= 5
+    assert (dist(x_cw, x)[both] <= dist(x_fgsm, x)[both]).all()
+
+
+@pytest.mark.parametrize("objective", ["f1", "f2", "f3", "f4", "f5", "f6", "f7"])
+def test_cw_objectives_sign_convention_and_targeted(objective):
+    model = make_mlp(3)
+    x = images(12, seed=6)
+    with torch.no_grad():
+        logits = model(x)
+    t = logits.topk(2, dim=1).indices[:, 1]
+    y = logits.argmax(1)
+    # f <= 0 exactly when the attack goal holds (for f1/f4/f5: F_t >= 1/2, resp. F_y <= 1/2)
+    z = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 3
+    c = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(1))
+    p_c = z.softmax(1).gather(1, c[:, None]).squeeze(1)
+    for targeted in (True, False):
+        f = A.cw_objective(z, c, objective, targeted=targeted)
+        if objective in ("f1", "f4", "f5"):
+            goal = p_c >= 0.5 if targeted else p_c <= 0.5
+        else:
+            goal = (z.argmax(1) == c) if targeted else (z.argmax(1) != c)
+        assert torch.equal(f <= 0, goal)
+    assert (A.cw_objective(logits, t, objective, targeted=True) > 0).all()
+    x_adv = A.cw_l2(model, x, t, targeted=True, c=1.0, steps=100, binary_search_steps=4, objective=objective)
+    assert (predict(model, x_adv) == t).float().mean() >= 0.75
+
+
+def test_cw_kappa_gives_confidence():
+    model = make_mlp(4)
+    x = images(8, seed=7)
+    y = predict(model, x)
+    x_adv = A.cw_l2(model, x, y, kappa=0.2, c=1.0, steps=100, binary_search_steps=4)
+    with torch.no_grad():
+        z = model(x_adv)
+    ok = predict(model, x_adv) != y
+    other = z.scatter(1, y[:, None], float("-inf")).amax(1)
+    assert ok.any()
+    assert (other - z.gather(1, y[:, None]).squeeze(1))[ok].min() >= 0.2 - 1e-5
+
+
+def test_cw_validation(mlp, data):
+    x, y = data
+    with pytest.raises(ValueError, match="objective"):
+        A.cw_l2(mlp, x, y, objective="f8")
+    with pytest.raises(ValueError, match="box"):
+        A.cw_l2(mlp, x, y, box="sigmoid")
+    with pytest.raises(ValueError, match="c"):
+        A.cw_l2(mlp, x, y, c=-1.0)
+    with pytest.raises(ValueError, match="lr"):
+        A.cw_l2(mlp, x, y, lr=0.0)
+
+
+def test_cw_linf_linear_closed_form():
+    model = Linear(64, 5, seed=0)
+    x = images(6, seed=3, lo=0.35, hi=0.65)
+    y = predict(model, x)
+    W, b = model.fc.weight.detach(), model.fc.bias.detach()
+    z = x.flatten(1) @ W.T + b
+    # min_j |z_y - z_j| / ||w_y - w_j||_1 : the minimal L-inf distance to an affine boundary
+    dw1 = (W[y][:, None, :] - W[None]).abs().sum(2)
+    num = z.gather(1, y[:, None]) - z
+    d = torch.where(dw1 > 0, num / dw1.clamp_min(1e-12), torch.full_like(num, float("inf"))).min(1).values
+    x_adv = A.cw_linf(model, x, y, steps=50, tau_decay=0.8, min_tau=0.004)
+    assert (predict(model, x_adv) != y).all()
+    ratio = (x_adv - x).abs().flatten(1).amax(1) / d
+    assert (ratio >= 1 - 1e-4).all() and (ratio <= 1 / 0.8 + 0.1).all()
+
+
+def test_cw_l0_changes_few_pixels_and_groups_channels():
+    model = make_mlp(1, d=48)
+    x = images(6, seed=2, shape=(3, 4, 4))
+    y = predict(model, x)
+    x_adv = A.cw_l0(model, x, y, steps=60)
+    assert (predict(model, x_adv) != y).all()
+    changed_pix = ((x_adv - x).abs() > 1e-4).any(1).flatten(1).sum(1)
+    x_l2 = A.cw_l2(model, x, y, steps=60, binary_search_steps=3, c=1.0)
+    changed_l2 = ((x_l2 - x).abs() > 1e-4).any(1).flatten(1).sum(1)
+    assert (changed_pix <= changed_l2).all() and changed_pix.float().mean() < 8
+
+
+def test_cw_linf_l0_targeted():
+    model = make_mlp(3)
+    x = images(4, seed=6)
+    with torch.no_grad():
+        t = model(x).topk(2, dim=1).indices[:, 1]
+    xa = A.cw_linf(model, x, t, targeted=True, steps=40, tau_decay=0.7, min_tau=0.02)
+    assert (predict(model, xa) == t).all()
+    xb = A.cw_l0(model, x, t, targeted=True, steps=40)
+    assert (predict(model, xb) == t).all()
+
+
+def test_lbfgs_linear_closed_form_to_nearest_class():
+    model = Linear(64, 5, seed=0)
+    x = images(8, seed=3, lo=0.35, hi=0.65)
+    y = predict(model, x)
+    W, b = model.fc.weight.detach(), model.fc.bias.detach()
+    z = x.flatten(1) @ W.T + b
+    num = (z.gather(1, y[:, None]) - z).abs()
+    den = (W[y][:, None, :] - W[None]).norm(dim=2)
+    per_class = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("inf")))
+    d, t = per_class.min(1)
+    x_adv = A.lbfgs(model, x, t, search_steps=10, max_iter=50)
+    assert (predict(model, x_adv) == t).all()
+    ratio = dist(x_adv, x) / d
+    assert (ratio >= 1 - 1e-4).all() and (ratio <= 1.1).all()
+    assert ((x_adv >= 0) & (x_adv <= 1)).all()
+
+
+def test_lbfgs_untargeted_and_validation(mlp, data):
+    x, y = data
+    x_adv = A.lbfgs_untargeted(mlp, x[:6], y[:6], search_steps=5, max_iter=30)
+    assert (predict(mlp, x_adv) != y[:6]).all()
+    with pytest.raises(ValueError, match="target"):
+        A.lbfgs(mlp, x, torch.full_like(y, 12))
+    with pytest.raises(ValueError, match="c"):
+        A.lbfgs(mlp, x, y, c=0.0)
+
+
+def test_deepfool_binary_logistic_closed_form():
+    from atk_models import BinaryLogistic
+
+    model = BinaryLogistic(64, seed=5)
+    x = images(16, seed=8, lo=0.4, hi=0.6)
+    y = predict(model, x)
+    w = model.w.detach()
+    d = (x.flatten(1) @ w + model.b.detach()).abs() / w.norm()
+    x_adv = A.deepfool(model, x, y, overshoot=0.0)
+    assert (predict(model, x_adv) != y).all()
+    ratio = dist(x_adv, x) / d
+    assert (ratio >= 1 - 1e-4).all() and (ratio <= 1.01).all()
+    x_lb = A.lbfgs_untargeted(model, x, y, search_steps=10, max_iter=50)
+    assert (predict(model, x_lb) != y).all() and (dist(x_lb, x) / d <= 1.1).all()

@@ -1,0 +1,165 @@
+"""JSMA, Square, transfer, rubbish noise and the evaluation helpers."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+
+from advcourse import attacks as A
+from atk_models import Softmaxed, images, make_mlp, predict
+
+
+# ------------------------------------------------------------------- JSMA
+@pytest.mark.parametrize("variant", ["z", "f"])
+def test_jsma_hits_targets_with_few_increased_features(variant):
+    model = make_mlp(2)
+    x = images(32, seed=3)
+    y = predict(model, x)
+    t = (y + 1) % 10
+    gamma = 0.5
+    x_adv = A.jsma(model, x, t, gamma=gamma, variant=variant)
+    hit = predict(model, x_adv) == t
+    assert hit.float().mean() >= (0.4 if variant == "z" else 0.7)
+    changed = (x_adv != x).flatten(1).sum(1)
+    assert (changed <= 2 * math.floor(gamma * 64 / 2)).all()
+    assert (x_adv >= x).all()  # theta = +1 only increases features
+    assert ((x_adv == x) | (x_adv == 1)).all()  # ... and saturates them
+
+
+def test_jsma_leaves_examples_already_at_target_and_decreases_with_negative_theta():
+    model = make_mlp(2)
+    x = images(8, seed=4)
+    y = predict(model, x)
+    assert torch.equal(A.jsma(model, x, y), x)
+    x_adv = A.jsma(model, x, (y + 1) % 10, theta=-1.0, gamma=0.3)
+    assert (x_adv <= x).all() and ((x_adv == x) | (x_adv == 0)).all()
+
+
+def test_jsma_validation(mlp, data):
+    x, y = data
+    with pytest.raises(ValueError, match="theta"):
+        A.jsma(mlp, x, y, theta=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        A.jsma(mlp, x, y, gamma=1.5)
+    with pytest.raises(ValueError, match="variant"):
+        A.jsma(mlp, x, y, variant="g")
+    with pytest.raises(ValueError, match="target"):
+        A.jsma(mlp, x, y + 10)
+
+
+# ----------------------------------------------------------------- Square
+def test_p_schedule():
+    assert A.square_p_schedule(0.8, 0, 10000) == 0.8
+    assert A.square_p_schedule(0.8, 11, 10000) == 0.4
+    assert A.square_p_schedule(0.8, 9000, 10000) == 0.8 / 512
+    assert A.square_p_schedule(0.8, 5, 100) == A.square_p_schedule(0.8, 500, 10000)
+
+
+def test_square_fools_and_is_reproducible():
+    model = make_mlp(2)
+    x = images(32, seed=5)
+    y = predict(model, x)
+    eps = 0.05
+    a = A.square(model, x, y, eps, n_queries=200, p_init=0.3, generator=torch.Generator().manual_seed(0))
+    b = A.square(model, x, y, eps, n_queries=200, p_init=0.3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert (a - x).abs().max() <= eps
+    assert (predict(model, a) == y).float().mean() <= 0.8
+    # targeted: runner-up class
+    with torch.no_grad():
+        t = model(x).topk(2, dim=1).indices[:, 1]
+    c = A.square(model, x, t, 0.1, n_queries=200, p_init=0.3, targeted=True, generator=torch.Generator().manual_seed(1))
+    assert (predict(model, c) == t).float().mean() >= 0.5
+
+
+def test_square_validation(mlp, data):
+    x, y = data
+    with pytest.raises(ValueError, match="x"):
+        A.square(mlp, x.flatten(1), y, 0.1)
+    with pytest.raises(ValueError, match="eps"):
+        A.square(mlp, x, y, -0.1)
+    with pytest.raises(ValueError, match="p_init"):
+        A.square(mlp, x, y, 0.1, p_init=2.0)
+
+
+# ---------------------------------------------------------- transfer, rubbish
+def test_transfer_between_models():
+    sur, tgt = make_mlp(1), make_mlp(1)  # identical weights -> transfer is perfect
+    x = images(16, seed=6)
+    y = predict(sur, x)
+    res = A.transfer(sur, tgt, x, y, A.fgsm, eps=0.3)
+    assert res.surrogate_fooled.any()
+    assert torch.equal(res.surrogate_fooled, res.target_fooled)
+    assert res.transfer_rate == 1.0
+    other = make_mlp(9)
+    res2 = A.transfer(sur, other, x, y, A.pgd, eps=0.1, steps=5, generator=torch.Generator().manual_seed(0))
+    assert res2.x_adv.shape == x.shape and 0.0 <= res2.target_accuracy <= 1.0
+    with pytest.raises(TypeError, match="attack"):
+        A.transfer(sur, tgt, x, y, "fgsm")
+
+
+def test_gaussian_rubbish_is_clipped_standard_normal():
+    g = torch.Generator().manual_seed(0)
+    r = A.gaussian_rubbish((1, 8, 8), 500, g)
+    assert r.shape == (500, 1, 8, 8) and r.min() == 0 and r.max() == 1
+    frac0, frac1 = (r == 0).float().mean(), (r == 1).float().mean()
+    assert abs(frac0 - 0.5) < 0.02 and abs(frac1 - 0.1587) < 0.02
+    assert torch.equal(r, A.gaussian_rubbish((1, 8, 8), 500, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="n"):
+        A.gaussian_rubbish((3,), -1)
+
+
+# ------------------------------------------------------------- evaluation
+def test_robust_accuracy_and_curve():
+    model = make_mlp(2)
+    x = images(40, seed=7)
+    y = predict(model, x)
+    y[:4] = (y[:4] + 1) % 10  # 4 clean errors
+    assert A.robust_accuracy(model, x, y) == pytest.approx(0.9)
+    accs = A.accuracy_vs_eps(model, x, y, A.fgsm, [0.0, 0.02, 0.1], batch_size=16)
+    assert accs[0] == pytest.approx(0.9) and accs[0] >= accs[1] >= accs[2]
+    kw = dict(eps=0.03, steps=10, early_stop=True)
+    full = A.robust_accuracy(model, x, y, A.pgd, batch_size=40, generator=torch.Generator().manual_seed(0), **kw)
+    assert full <= A.robust_accuracy(model, x, y, A.fgsm, eps=0.03)
+
+
+def test_worst_case_is_per_example_minimum():
+    model = make_mlp(2)
+    x = images(40, seed=8)
+    y = predict(model, x)
+    atks = {"fgsm": functools.partial(A.fgsm, eps=0.03), "fgm": functools.partial(A.fgm, eps=0.3)}
+    wc = A.worst_case_over(model, x, y, atks, batch_size=16)
+    m1 = A.robust_mask(model, x, y, A.fgsm, eps=0.03)
+    m2 = A.robust_mask(model, x, y, A.fgm, eps=0.3)
+    assert torch.equal(wc.robust, m1 & m2)
+    assert wc.accuracy == pytest.approx(float((m1 & m2).float().mean()))
+    assert list(wc.accuracy_after) == ["fgsm", "fgm"]
+    assert (wc.fooled_by[~m1] == 0).all()
+    assert (predict(model, wc.x_adv)[~wc.robust] != y[~wc.robust]).all()
+
+
+def test_transfer_matrix_and_strong_evaluation():
+    models = {"a": make_mlp(1), "b": make_mlp(2)}
+    x = images(24, seed=9)
+    y = predict(models["a"], x)
+    M = A.transfer_matrix(models, x, y, A.fgsm, eps=0.05)
+    assert M.shape == (2, 2) and ((M >= 0) & (M <= 1)).all()
+    model = models["b"]
+    y = predict(model, x)
+    res = A.strong_evaluation(model, x, y, eps=0.03, steps=10, restarts=2, square_queries=50,
+                              generator=torch.Generator().manual_seed(0))
+    assert list(res.accuracy_after) == ["pgd_ce", "pgd_margin", "square"]
+    pgd_only = A.robust_accuracy(model, x, y, A.pgd, eps=0.03, steps=10, generator=torch.Generator().manual_seed(0))
+    assert res.accuracy <= pgd_only + 1e-9
+    res2 = A.strong_evaluation(model, x, y, eps=0.5, norm="2", steps=10, restarts=1)
+    assert list(res2.accuracy_after) == ["pgd_ce", "pgd_margin"]
+
+
+def test_evaluation_warns_on_probabilities():
+    model = Softmaxed(make_mlp(2))
+    x = images(8, seed=10)
+    with pytest.warns(UserWarning, match="logits"):
+        A.robust_accuracy(model, x, predict(model, x))

@@ -1,0 +1,100 @@
+"""Chapter 1's claims, on the fast profile's data and settings (the embedded MNIST)."""
+
+import math
+
+import pytest
+import torch
+
+from advcourse import data, linear_explanation as lx
+from advcourse.attacks import fgsm
+
+EPOCHS = 20  # the chapter's fast-profile setting
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.mnist()
+
+
+@pytest.fixture(scope="module")
+def three_seven(mnist):
+    return lx.three_vs_seven(mnist)
+
+
+@pytest.fixture(scope="module")
+def logreg(three_seven):
+    x, y, _, _ = three_seven
+    return lx.train_linear("logistic", x, y, data_tag="embedded-3v7", epochs=EPOCHS, lr=1e-2,
+                           seed=0, progress=False)[0]
+
+
+@pytest.fixture(scope="module")
+def ten_class(mnist):
+    kw = dict(data_tag="embedded", epochs=EPOCHS // 2, lr=1e-2, seed=0, progress=False)
+    return (lx.train_linear("softmax", mnist.x_train, mnist.y_train, **kw)[0],
+            lx.train_linear("rbf", mnist.x_train, mnist.y_train, **kw)[0])
+
+
+def test_aligned_perturbation_grows_linearly_random_like_sqrt():
+    dims = [100, 1000, 10000]
+    g = lx.activation_growth(dims, eps=0.01, trials=50, generator=torch.Generator().manual_seed(0))
+    slope = lambda ys: math.log(ys[-1] / ys[0]) / math.log(dims[-1] / dims[0])  # noqa: E731
+    assert slope(g["aligned"]) == pytest.approx(1.0, abs=0.05)
+    assert slope(g["random"]) == pytest.approx(0.5, abs=0.1)
+    # ε‖w‖₁ = ε·m·n exactly, for each draw
+    assert g["aligned"] == pytest.approx(g["emn"], rel=1e-5)
+
+
+def test_fgsm_is_the_exact_worst_case_of_logistic_regression(three_seven, logreg):
+    _, _, x, y = three_seven
+    x_adv = fgsm(logreg, x, y, 0.25)
+    exact = lx.fgsm_logistic_exact(logreg, x, y, 0.25)
+    assert torch.allclose(x_adv, exact, atol=1e-6)
+
+
+def test_logistic_regression_fits_well_and_is_fooled(three_seven, logreg):
+    _, _, x, y = three_seven
+    assert lx.error_report(logreg, x, y).error < 0.03          # paper: 1.6%
+    assert lx.fgsm_report(logreg, x, y, 0.25)[1].error > 0.95  # paper: 99%
+
+
+def test_fgsm_drop_is_bounded_by_eps_l1(three_seven, logreg):
+    _, _, x, y = three_seven
+    drop = lx.margins(logreg, x, y) - lx.margins(logreg, fgsm(logreg, x, y, 0.25), y)
+    budget = 0.25 * logreg.w.abs().sum().item()
+    assert (drop <= budget + 1e-3).all() and (drop > 0).all()
+    assert drop.median() > lx.margins(logreg, x, y).median()
+
+
+def test_adversarial_training_beats_l1_decay(three_seven):
+    x, y, xt, yt = three_seven
+    kw = dict(data_tag="embedded-3v7", epochs=EPOCHS, lr=1e-2, seed=0, progress=False)
+    adv = lx.train_linear("logistic", x, y, adv_eps=0.25, clean_weight=0.5, **kw)[0]
+    l1_big = lx.train_linear("logistic", x, y, l1=0.25, **kw)[0]
+    l1_small = lx.train_linear("logistic", x, y, l1=0.0025, **kw)[0]
+    adv_err = lx.fgsm_report(adv, xt, yt, 0.25)[1].error
+    assert adv_err < 0.5 and lx.error_report(adv, xt, yt).error < 0.06
+    assert lx.error_report(l1_big, xt, yt).error > 0.1           # λ = ε: cannot fit
+    assert lx.fgsm_report(l1_small, xt, yt, 0.25)[1].error > adv_err + 0.2  # small λ: still exposed
+
+
+def test_softmax_regression_is_fooled_confidently(mnist, ten_class):
+    softmax, _ = ten_class
+    rep = lx.fgsm_report(softmax, mnist.x_test, mnist.y_test, 0.25)[1]
+    assert rep.error > 0.95 and rep.wrong_confidence > 0.7     # paper: 99.9% at 79.3%
+
+
+def test_rbf_network_is_fooled_only_unconfidently(mnist, ten_class):
+    _, rbf = ten_class
+    clean = lx.error_report(rbf, mnist.x_test, mnist.y_test)
+    rep = lx.fgsm_report(rbf, mnist.x_test, mnist.y_test, 0.25)[1]
+    assert clean.error < 0.25 and clean.confidence > 0.4
+    assert rep.wrong_confidence < 0.05                          # paper: 1.2%
+    assert rep.wrong_confidence < clean.confidence / 10
+
+
+def test_rubbish_fools_softmax_but_not_rbf(ten_class):
+    softmax, rbf = ten_class
+    noise = torch.randn(2000, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert lx.rubbish_report(softmax, noise).error > 0.5       # paper: 59.8%
+    assert lx.rubbish_report(rbf, noise).error == 0.0          # paper: 0%

@@ -1,0 +1,51 @@
+"""Device choice, profiles, seeding and the reproducibility stamp."""
+
+import pytest
+import torch
+
+import advcourse
+from advcourse import runtime
+
+
+def test_auto_profile_is_fast_on_cpu(monkeypatch):
+    monkeypatch.delenv("ADVCOURSE_PROFILE", raising=False)
+    assert runtime.resolve_profile("auto", torch.device("cpu")) == "fast"
+    assert runtime.resolve_profile("auto", torch.device("cuda")) == "full"
+    assert runtime.resolve_profile("full", torch.device("cpu")) == "full"
+
+
+def test_profile_override_and_bad_values(monkeypatch):
+    monkeypatch.setenv("ADVCOURSE_PROFILE", "full")
+    assert runtime.resolve_profile("auto", torch.device("cpu")) == "full"
+    with pytest.raises(ValueError, match="profile"):
+        runtime.resolve_profile("medium")
+
+
+def test_device_preference(monkeypatch):
+    monkeypatch.delenv("ADVCOURSE_DEVICE", raising=False)
+    assert runtime.get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert runtime.get_device().type in ("cpu", "mps")
+    with pytest.raises(ValueError, match="prefer"):
+        runtime.get_device("tpu")
+
+
+def test_seeding_is_reproducible():
+    runtime.seed_everything(3)
+    a = torch.randn(5)
+    g = runtime.seed_everything(3)
+    assert torch.equal(a, torch.randn(5))
+    assert torch.equal(torch.randn(3, generator=g), torch.randn(3, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="seed"):
+        runtime.seed_everything(-1)
+
+
+def test_start_and_stamp(monkeypatch):
+    monkeypatch.delenv("ADVCOURSE_PROFILE", raising=False)
+    run = advcourse.start("fast", seed=7, device="cpu")
+    assert run.profile == "fast" and not run.full and run.pick(1, 2) == 1
+    s = run.stamp
+    text = str(s)
+    for part in (advcourse.__version__, torch.__version__, "cpu", "fast", "seed 7"):
+        assert part in text
+    assert s._repr_markdown_().startswith("**Reproducibility stamp**")

@@ -30,7 +30,9 @@ def test_image_grid_rejects_bad_input():
 def test_curves_and_signed_image():
     ax = plot.curves([0, 1, 2], {"a": [1, 2, 3], "b": [3, 2, 1]}, "x", "y", logy=True)
     assert len(ax.get_lines()) == 2 and ax.get_yscale() == "log"
-    im = plot.signed_image(ax, torch.tensor([-2.0, 1.0, 0.5, 0.0]), shape=(2, 2))
+    import matplotlib.pyplot as plt
+
+    im = plot.signed_image(plt.subplots()[1], torch.tensor([-2.0, 1.0, 0.5, 0.0]), shape=(2, 2))
     assert im.get_clim() == (-2.0, 2.0)  # symmetric around zero
 
 

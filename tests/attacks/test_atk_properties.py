@@ -29,8 +29,8 @@ ATTACKS = {
     "cw_linf": (lambda m, x, y, e: A.cw_linf(m, x, y, steps=10, tau_decay=0.5, min_tau=0.05), None, True),
     "cw_l0": (lambda m, x, y, e: A.cw_l0(m, x, y, steps=10, max_rounds=8), None, True),
     "lbfgs": (lambda m, x, y, e: A.lbfgs_untargeted(m, x, y, search_steps=3, max_iter=10), None, False),
-    "jsma_z": (lambda m, x, y, e: A.jsma(m, x, (y + 1) % 10, gamma=0.3), None, True),
-    "jsma_f_decrease": (lambda m, x, y, e: A.jsma(m, x, (y + 2) % 10, gamma=0.3, theta=-0.5, variant="f"), None, True),
+    "jsma_z": (lambda m, x, y, e: A.jsma(m, x, torch.where(y == 9, 0, y + 1), gamma=0.3), None, True),
+    "jsma_f_decrease": (lambda m, x, y, e: A.jsma(m, x, torch.where(y >= 8, y - 8, y + 2), gamma=0.3, theta=-0.5, variant="f"), None, True),
     "square": (lambda m, x, y, e: A.square(m, x, y, eps=e, n_queries=30, p_init=0.3,
                                            generator=torch.Generator().manual_seed(0)), "inf", False),
 }

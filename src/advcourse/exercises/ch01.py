@@ -1,9 +1,4 @@
-"""Checkers for the exercises marked "checked automatically" in the book.
-
-Each ``check_*`` function takes the reader's answer (usually a function), runs it
-on cases with known answers, and either returns a short success message or
-raises ``AssertionError`` saying what went wrong.
-"""
+"""Chapter 1 checkers: the linear explanation."""
 
 from __future__ import annotations
 

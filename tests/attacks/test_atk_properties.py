@@ -11,7 +11,7 @@ from advcourse import attacks as A
 
 from atk_models import BNDrop, images, make_mlp, predict
 
-SETTINGS = dict(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = dict(max_examples=6, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # name -> (callable(model, x, y, eps), norm or None for unbounded, deterministic)
 ATTACKS = {

@@ -1,0 +1,73 @@
+"""Adversarial attacks as plain functions ``attack(model, x, y, ...) -> x_adv``.
+
+Conventions: ``x`` is a float tensor (N, ...) in [0, 1]; ``model`` returns
+logits (N, K); ``y`` holds int labels (N,) (target labels when
+``targeted=True``).  Every attack evaluates the model in eval mode and restores
+its previous mode, differentiates w.r.t. the input only (parameters' ``.grad``
+is never touched), never modifies its inputs, and returns points in the box
+[0, 1] (and, for norm-bounded attacks, in the eps-ball).
+
+=====================  ==========================================  ===============
+attack                 paper                                       module
+=====================  ==========================================  ===============
+fgsm, fgm              Goodfellow et al. 2015                      fgsm
+bim, pgd               Kurakin et al. 2017, Madry et al. 2018      pgd
+deepfool               Moosavi-Dezfooli et al. 2016                deepfool
+cw_l2, cw_linf, cw_l0  Carlini & Wagner 2017                       cw
+lbfgs                  Szegedy et al. 2014                         lbfgs
+jsma                   Papernot et al. 2016                        jsma
+square                 Andriushchenko et al. 2020                  square
+transfer               (black-box transfer), gaussian_rubbish      transfer
+=====================  ==========================================  ===============
+
+Evaluation helpers live in :mod:`advcourse.attacks.evaluate`.
+"""
+
+from ._validate import eval_mode
+from .cw import BOXES, OBJECTIVES, cw_l0, cw_l2, cw_linf, cw_objective
+from .deepfool import deepfool
+from .evaluate import (
+    WorstCase,
+    accuracy_vs_eps,
+    robust_accuracy,
+    robust_mask,
+    strong_evaluation,
+    transfer_matrix,
+    worst_case_over,
+)
+from .fgsm import fgm, fgsm
+from .jsma import jsma
+from .lbfgs import lbfgs, lbfgs_untargeted
+from .pgd import bim, pgd
+from .square import square, square_p_schedule
+from .transfer import TransferResult, gaussian_rubbish, transfer
+
+__all__ = [
+    "eval_mode",
+    "fgsm",
+    "fgm",
+    "bim",
+    "pgd",
+    "deepfool",
+    "cw_l2",
+    "cw_linf",
+    "cw_l0",
+    "cw_objective",
+    "OBJECTIVES",
+    "BOXES",
+    "lbfgs",
+    "lbfgs_untargeted",
+    "jsma",
+    "square",
+    "square_p_schedule",
+    "transfer",
+    "TransferResult",
+    "gaussian_rubbish",
+    "robust_accuracy",
+    "robust_mask",
+    "accuracy_vs_eps",
+    "worst_case_over",
+    "WorstCase",
+    "transfer_matrix",
+    "strong_evaluation",
+]

@@ -1,26 +1,22 @@
-"""Evaluation: predictions, accuracy and robust accuracy under any attack."""
+"""Evaluation: predictions, accuracy and robust accuracy under any attack.
+
+``robust_accuracy`` (the fraction of examples classified correctly both clean and
+under the attack) and ``eval_mode`` are the attack library's, re-exported here.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .attacks._validate import eval_mode
+from .attacks.evaluate import robust_accuracy, robust_mask
+
+__all__ = ["eval_mode", "predict", "accuracy", "adversarial_examples", "robust_accuracy", "robust_mask"]
+
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Put ``model`` in eval mode for the block and restore each submodule's mode after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -63,10 +59,3 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, att
     out = [attack(model, xb.to(device), yb.to(device)).to(x.device)
            for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
     return torch.cat(out)
-
-
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                    batch_size: int = 256) -> float:
-    """Accuracy on ``attack``'s adversarial examples: any callable (model, x, y) -> x_adv."""
-    x_adv = adversarial_examples(model, x, y, attack, batch_size)
-    return accuracy(model, x_adv, y)

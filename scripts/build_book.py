@@ -6,7 +6,9 @@
 3. ``jupyter-book build`` renders the staged front matter and executed notebooks
    with execution off and warnings as errors.
 
-Output: ``<out>/html`` (the book) and ``<out>/execution_times.json``.
+The chapters are executed once; each requested edition is rendered from them (the
+student edition with every solution removed). Output: ``<out>/html`` (the book),
+``<out>/student/html`` (student edition) and ``<out>/execution_times.json``.
 """
 
 from __future__ import annotations
@@ -80,16 +82,17 @@ def strip_solutions(nb) -> int:
     return removed
 
 
-def stage_config(stage: pathlib.Path, student: bool) -> None:
+def stage_front_matter(stage: pathlib.Path, edition: str) -> None:
+    """Copy the configuration, table of contents and front matter into ``stage``."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    if student:
+    if edition == "student":
         config["title"] += " (student edition)"
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
     shutil.copytree(ROOT / "book", stage / "book", dirs_exist_ok=True)
 
 
-def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, student: bool) -> float:
+def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> float:
     """Execute chapters/<name>.md into the staging folder; returns seconds taken."""
     source = ROOT / f"{name}.md"
     target = stage / f"{name}.ipynb"
@@ -106,10 +109,8 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, stu
     finally:
         raw.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    # Hide papermill's injected-parameters cell in the HTML; the student edition drops solutions.
+    # Hide papermill's injected-parameters cell in the HTML.
     nb = nbformat.read(target, as_version=4)
-    if student:
-        strip_solutions(nb)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -118,14 +119,42 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, stu
     return seconds
 
 
-def build(out: pathlib.Path, profile: str, seed: int, student: bool, only: list[str] | None) -> dict:
+def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
+    """The student edition's sources: the executed notebooks with every solution removed."""
+    if student.exists():
+        shutil.rmtree(student)
+    student.mkdir(parents=True)
+    stage_front_matter(student, "student")
+    for nb_path in (stage / "chapters").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        strip_solutions(nb)
+        (student / "chapters").mkdir(exist_ok=True)
+        nbformat.write(nb, student / "chapters" / nb_path.name)
+
+
+def render(stage: pathlib.Path, html: pathlib.Path) -> None:
+    """``jupyter-book build`` with execution off and warnings as errors, into ``html``."""
+    site = stage.parent / f"{stage.name}-site"
+    jupyter_book = pathlib.Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jupyter_book), "build", str(stage), "--path-output", str(site),
+           "--builder", "html", "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    if html.exists():
+        shutil.rmtree(html)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(site / "_build" / "html"), html)
+    shutil.rmtree(site)
+
+
+def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None) -> dict:
+    """Execute the chapters once, then render each edition ("full" → out/html, "student" → out/student/html)."""
     # Kernels must use the inline backend so figures become outputs (Agg would swallow them).
     os.environ.pop("MPLBACKEND", None)
     stage = out / "stage"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    stage_config(stage, student)
+    stage_front_matter(stage, "full")
     times = {}
     names = chapters_in_toc()
     if only:
@@ -136,26 +165,24 @@ def build(out: pathlib.Path, profile: str, seed: int, student: bool, only: list[
         if only and pathlib.Path(name).name not in only:
             continue
         print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
-        times[name] = round(execute_chapter(name, stage, profile, seed, student), 1)
+        times[name] = round(execute_chapter(name, stage, profile, seed), 1)
         print(f"  {name}: {times[name]:.1f} s", flush=True)
     if only:
         return times
-    site = out / "site"
-    jupyter_book = pathlib.Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jupyter_book), "build", str(stage), "--path-output", str(site),
-           "--builder", "html", "-W", "-n", "--keep-going"]
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    subprocess.run(cmd, check=True, env=env)
-    html = out / "html"
-    if html.exists():
-        shutil.rmtree(html)
-    shutil.move(str(site / "_build" / "html"), html)
     (out / "execution_times.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "seconds": times}, indent=2))
+    for edition in editions:
+        if edition == "full":
+            render(stage, out / "html")
+        else:
+            student_stage(stage, out / "stage-student")
+            render(out / "stage-student", out / "student" / "html")
     print("\nchapter execution times (s):")
     for name, s in times.items():
         print(f"  {s:8.1f}  {name}")
-    print(f"\nbook: {html / 'index.html'}")
+    print(f"  {sum(times.values()):8.1f}  in all")
+    for edition in editions:
+        print(f"{edition} edition: {out / ('html' if edition == 'full' else 'student/html') / 'index.html'}")
     return times
 
 
@@ -164,10 +191,11 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "_build"), help="output folder (default _build)")
     parser.add_argument("--profile", default="fast", choices=["auto", "fast", "full"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--student", action="store_true", help="hide exercise solutions")
+    parser.add_argument("--editions", nargs="+", default=["full"], choices=["full", "student"],
+                        help="which editions to render from one execution (student: without solutions)")
     parser.add_argument("--chapters", nargs="*", help="only execute these chapters (no HTML build)")
     args = parser.parse_args(argv)
-    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.student, args.chapters)
+    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def build(out: pathlib.Path, *extra) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def book(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("book"))
+    return build(tmp_path_factory.mktemp("book"), "--editions", "full", "student")
 
 
 def visible_text(html: str) -> str:
@@ -103,12 +103,12 @@ def test_colab_button_opens_the_paired_notebook(book):
     assert re.search(r'colab\.research\.google\.com/github/[^"]+/blob/main/chapters/01_linear_explanation\.ipynb', html)
 
 
-def test_student_edition_hides_solutions(tmp_path):
-    out = build(tmp_path, "--student")
-    html = (out / "html" / "chapters" / "01_linear_explanation.html").read_text()
+def test_student_edition_hides_solutions(book):
+    out = book
+    html = (out / "student" / "html" / "chapters" / "01_linear_explanation.html").read_text()
     assert html.count('class="exercise admonition') >= 3
     assert 'class="solution' not in html
     assert "def worst_case" not in html and "The problem separates over pixels" not in html
     assert "student edition" in html
-    staged = nbformat.read(out / "stage" / "chapters" / "01_linear_explanation.ipynb", as_version=4)
+    staged = nbformat.read(out / "stage-student" / "chapters" / "01_linear_explanation.ipynb", as_version=4)
     assert not any("def worst_case" in c.source for c in staged.cells), "solutions leave the notebooks too"

@@ -22,9 +22,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: $(VENV)/.installed
 	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED)
 
-## make book-student: the same with exercise solutions hidden, in _build/student
+## make book-student: the full book and the student edition without solutions (_build/student/html)
 book-student: $(VENV)/.installed
-	$(PY) scripts/build_book.py --out _build/student --profile $(PROFILE) --seed $(SEED) --student
+	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED) --editions full student
 
 ## make test: the unit, property and claim tests, every chapter executed, the HTML build checked
 test: $(VENV)/.installed

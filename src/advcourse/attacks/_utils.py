@@ -47,21 +47,30 @@ def success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tens
     return pred == y if targeted else pred != y
 
 
-def project_linf_exact(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """clamp(x_adv, x-eps, x+eps) then clamp(0, 1), made exact under float rounding.
+def linf_bounds(x: torch.Tensor, eps: float):
+    """Exact box-and-ball bounds (lo, hi) with x - eps <= lo, hi <= x + eps and 0 <= lo <= hi <= 1.
 
-    ``x + eps`` is rounded, so ``x_adv - x`` could exceed ``eps`` by half an ulp;
-    such entries are moved one ulp towards ``x`` (no host sync).  Afterwards
-    ``(x_adv - x).abs().max() <= eps`` holds exactly, in x's dtype and in float64.
+    ``x ± eps`` is computed in float64 and rounded to x's dtype; where rounding
+    moved a bound outside the ε-ball it is moved one ulp towards ``x``, which
+    always suffices (rounding errs by at most half an ulp).
     """
-    x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
-    wide = torch.float64 if x.dtype != torch.float64 else x.dtype
-    xw = x.to(wide)
-    for _ in range(3):
-        over = (x_adv.to(wide) - xw).abs() > eps
-        x_adv = torch.where(over, torch.nextafter(x_adv, x), x_adv)
-    over = (x_adv.to(wide) - xw).abs() > eps
-    return torch.where(over, x, x_adv)
+    xw = x.to(torch.float64)
+    lo = (xw - eps).clamp(min=0.0).to(x.dtype)
+    hi = (xw + eps).clamp(max=1.0).to(x.dtype)
+    lo = torch.where(xw - lo.to(torch.float64) > eps, torch.nextafter(lo, x), lo)
+    hi = torch.where(hi.to(torch.float64) - xw > eps, torch.nextafter(hi, x), hi)
+    return lo, hi
+
+
+def project_linf_exact(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project onto the box [0, 1] intersected with the L∞ ball of radius eps around x.
+
+    Uses the exact bounds of :func:`linf_bounds`, so ``(x_adv - x).abs().max() <= eps``
+    holds exactly (checked in float64) and no coordinate is moved further than the
+    projection requires.
+    """
+    lo, hi = linf_bounds(x, eps)
+    return torch.min(torch.max(x_adv, lo), hi)
 
 
 def clamp_linf(x_new: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

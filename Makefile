@@ -8,7 +8,7 @@ export ADVCOURSE_CACHE ?= $(CURDIR)/.cache/models
 PROFILE ?= fast
 SEED ?= 0
 
-.PHONY: book book-student test chapter sync clean
+.PHONY: book book-student test chapter sync benchmark clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ chapter: $(VENV)/.installed
 ## make sync: rewrite the paired .ipynb notebooks from the chapters' .md sources
 sync: $(VENV)/.installed
 	$(PY) scripts/sync_notebooks.py
+
+## make benchmark: compare advcourse's attacks with torchattacks, foolbox and ART (writes benchmarks/RESULTS.md)
+# The peers are installed without their dependency pins (they pin an old requests that
+# breaks Sphinx); benchmarks/requirements.txt lists what they need beyond ours.
+benchmark: $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps -r benchmarks/requirements.txt
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .cache .pytest_cache

@@ -1,0 +1,141 @@
+"""Timing and the per-library metrics of one attack.
+
+Metrics, all computed here the same way for every library from its returned ``x_adv``:
+
+* robust accuracy: fraction of the N images classified correctly at ``x_adv``;
+* success rate: fraction of the clean-correct images misclassified at ``x_adv``;
+* median L2 on the *commonly fooled* images (fooled by every library on this attack; a library
+  that fooled no image is left out of that intersection and shows n/a);
+* eps-ball violations (L-inf attacks): images with ``max |x_adv - x| > eps``, computed in
+  float64 from the float32 tensors and compared with eps as a double -- no tolerance;
+* box violations: images with a value outside [0, 1] (or not finite);
+* overhead factor: median wall time / (nominal steps x one forward+backward of the batch);
+* model rows per image: how many times the model saw each image (all forward passes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def fwd_bwd_seconds(model, x: torch.Tensor, y: torch.Tensor, repeats: int = 7) -> float:
+    """Median time of one forward + backward (input gradient of the CE loss) on the batch."""
+    times = []
+    for r in range(repeats + 2):  # two warm-ups
+        xr = x.clone().requires_grad_(True)
+        start = time.perf_counter()
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(xr), y, reduction="sum")
+            torch.autograd.grad(loss, xr)
+        if r >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def seed_all(seed: int) -> None:
+    """The peers draw their random starts from the global torch / numpy generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+@dataclasses.dataclass
+class Run:
+    """What one library's attack produced: every repeat's wall time, the first repeat's outputs."""
+
+    library: str
+    seconds: list = dataclasses.field(default_factory=list)
+    x_adv: torch.Tensor | None = None
+    rows: int = 0
+    error: str | None = None
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+def timed_run(adapter, target, x, y, settings, run: Run) -> None:
+    """Run ``adapter`` once, append its wall time to ``run``; keep outputs of the first repeat."""
+    seed_all(settings.seed)
+    target.torch.rows = 0
+    start = time.perf_counter()
+    try:
+        x_adv = adapter(target, x.clone(), y.clone(), settings)
+    except Exception as err:  # a peer failing is a result, not a crash of the benchmark
+        run.error = f"{type(err).__name__}: {err}"
+        return
+    run.seconds.append(time.perf_counter() - start)
+    if run.x_adv is None:
+        run.x_adv = torch.as_tensor(x_adv).detach().to(x.dtype).reshape(x.shape).cpu()
+        run.rows = target.torch.rows
+
+
+@dataclasses.dataclass
+class Metrics:
+    library: str
+    seconds: float
+    examples_per_second: float
+    overhead: float | None
+    robust_accuracy: float
+    success_rate: float
+    median_l2_common: float
+    eps_violations: int | None
+    box_violations: int
+    rows_per_image: float
+    error: str | None = None
+
+
+@torch.no_grad()
+def _predict(model, x, batch_size=1000):
+    return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)])
+
+
+def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | None,
+              fwd_bwd: float) -> list[Metrics]:
+    """Metrics of every library on one attack (``eps`` None: no eps-ball; ``steps`` None: no overhead)."""
+    clean_ok = _predict(model, x) == y
+    done = [r for r in runs if r.x_adv is not None]
+    fooled = {r.library: clean_ok & (_predict(model, r.x_adv) != y) for r in done}
+    common = _common(clean_ok, fooled)
+    out = []
+    for r in runs:
+        if r.x_adv is None:
+            nan = float("nan")
+            out.append(Metrics(r.library, nan, nan, None, nan, nan, nan, None, 0, nan, r.error))
+            continue
+        d = r.x_adv.double() - x.double()
+        l2 = d.flatten(1).norm(dim=1)
+        finite = torch.isfinite(r.x_adv).flatten(1).all(1)
+        in_box = ((r.x_adv >= 0) & (r.x_adv <= 1)).flatten(1).all(1) & finite
+        t = r.median_seconds
+        out.append(Metrics(
+            library=r.library,
+            seconds=t,
+            examples_per_second=len(x) / t,
+            overhead=t / (steps * fwd_bwd) if steps else None,
+            robust_accuracy=float((_predict(model, r.x_adv) == y).float().mean()),
+            success_rate=float(fooled[r.library].sum() / clean_ok.sum().clamp(min=1)),
+            median_l2_common=float(l2[common].median()) if common.any() and fooled[r.library].any() else float("nan"),
+            eps_violations=int((d.abs().flatten(1).amax(1) > eps).sum()) if eps is not None else None,
+            box_violations=int((~in_box).sum()),
+            rows_per_image=r.rows / len(x),
+        ))
+    return out
+
+
+def _common(clean_ok, fooled: dict) -> torch.Tensor:
+    """Images fooled by every library that fooled any (a library that fooled none has no L2 to compare)."""
+    masks = [f for f in fooled.values() if f.any()]
+    return torch.stack(masks).all(0) if masks else clean_ok & False
+
+
+def common_count(model, x, y, runs: list[Run]) -> int:
+    """How many images are in the common set the median L2 is taken over."""
+    clean_ok = _predict(model, x) == y
+    return int(_common(clean_ok, {r.library: clean_ok & (_predict(model, r.x_adv) != y)
+                                  for r in runs if r.x_adv is not None}).sum())

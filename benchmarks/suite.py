@@ -1,0 +1,72 @@
+"""The attacks of the benchmark: which adapters, on which models, with which budget."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import adapters as ad
+from adapters import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    key: str
+    title: Callable[[Settings], str]  # the settings, written out for the table
+    adapters: dict  # library -> adapter
+    size: str  # the option holding the number of images: "n_pgd", "n_cw", ...
+    linf: bool  # an eps-ball attack (eps violations are checked) or a minimal-L2 one
+    steps: Callable[[Settings], int] | None  # nominal gradient steps, for the overhead factor
+    models: tuple = ("undefended", "fgsm-at")
+    repeated: bool = True  # timed over --repeats (else --aa-repeats)
+
+
+ATTACKS = (
+    Attack(
+        "pgd",
+        lambda s: f"PGD-{s.pgd_steps}, L∞ ε={s.eps}, α={s.pgd_alpha}, random start",
+        {"advcourse": ad.advcourse_pgd, "torchattacks": ad.torchattacks_pgd, "foolbox": ad.foolbox_pgd,
+         "art": ad.art_pgd},
+        "n_pgd", True, lambda s: s.pgd_steps,
+    ),
+    Attack(
+        "cw",
+        lambda s: (f"C&W L2, {s.cw_binary_steps} binary-search steps × {s.cw_steps} iterations, "
+                   f"lr={s.cw_lr}, κ={s.cw_kappa}, initial c={s.cw_c}"),
+        {"advcourse": ad.advcourse_cw, "torchattacks": ad.torchattacks_cw, "foolbox": ad.foolbox_cw,
+         "art": ad.art_cw},
+        "n_cw", False, lambda s: s.cw_binary_steps * s.cw_steps,
+    ),
+    Attack(
+        "deepfool",
+        lambda s: (f"DeepFool L2, overshoot={s.df_overshoot}, ≤{s.df_steps} iterations, "
+                   f"{s.df_candidates} candidate classes"),
+        {"advcourse": ad.advcourse_deepfool, "torchattacks": ad.torchattacks_deepfool,
+         "foolbox": ad.foolbox_deepfool, "art": ad.art_deepfool},
+        "n_df", False, lambda s: s.df_steps,
+    ),
+    Attack(
+        "strong",
+        lambda s: (f"advcourse strong_evaluation (PGD-CE + PGD-margin, 100 steps × 5 restarts, Square 1000 "
+                   f"queries) vs torchattacks AutoAttack (standard), L∞ ε={s.eps}"),
+        {"advcourse": ad.advcourse_strong, "torchattacks": ad.torchattacks_autoattack},
+        "n_aa", True, None, models=("fgsm-at",), repeated=False,
+    ),
+)
+
+NOTES = {
+    "pgd": "advcourse stops each image once it is misclassified (`early_stop=True`) and returns the best "
+           "iterate; the peers run all steps and return the last iterate. foolbox takes `abs_stepsize`, "
+           "ART `eps_step` with `num_random_init=1`.",
+    "cw": "torchattacks `CW` has **no binary search**: it runs once at the initial c for "
+          "binary-search steps × iterations Adam steps. ART's `CarliniL2Method` optimises with gradient "
+          "descent and a line search (`learning_rate` is its initial step; max 5 halvings/doublings), "
+          "not Adam, and doubles c on failure; advcourse and foolbox use Adam with the paper's "
+          "×10-then-bisect search. Where it finds nothing, foolbox returns an all-black image (misclassified, so "
+          "it counts as a success here, with a large L2); the others return the clean image.",
+    "deepfool": "torchattacks `DeepFool` uses every class as a candidate (10 = all on MNIST), works image by "
+                "image, and applies the overshoot to each step rather than to the total perturbation; "
+                "ART's overshoot is its `epsilon`, its candidates `nb_grads`.",
+    "strong": "Timed once (`--aa-repeats`). AutoAttack standard = APGD-CE, APGD-T (9 targets), FAB-T "
+              "(9 targets), Square (5000 queries).",
+}

@@ -1,0 +1,389 @@
+"""Chapter 4 — PGD and the saddle point (Madry et al. 2018).
+
+The chapter's experiments as small functions:
+
+* the MNIST CNNs of the capacity study (widths ×1, ×2, ×4, … of a tiny base network),
+  trained by standard, FGSM or PGD training and cached (:func:`train_cnn`);
+* an adversary that records the value of the inner maximisation while it trains
+  (:class:`Adversary`), so the saddle-point objective can be plotted over training;
+* the loss along PGD from many random starts (:func:`pgd_paths`), for the landscape
+  of the inner problem;
+* the attack table of the paper (:func:`attack_table`), the capacity sweep
+  (:func:`capacity_sweep`), robust accuracy against ε for both norms (:func:`norm_curves`)
+  and PGD against a stronger evaluation (:func:`overstatement`).
+
+All images are (N, 1, 28, 28) in [0, 1]; every model returns logits.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import bim, fgsm, pgd, square, strong_evaluation, transfer
+from .cache import load_or_train
+from .evaluate import accuracy, eval_mode, robust_accuracy
+from .models.cnn import MnistCNN
+from .train import train
+
+EPS = 0.3  # the paper's L-inf budget on MNIST
+BASE = ((2, 4), 64)  # the capacity study's smallest network: 2 and 4 filters, 64 hidden units
+METHODS = ("standard", "fgsm", "pgd")
+
+
+# --- the inner maximisation: one PGD path, the textbook algorithm ------------------
+
+def pgd_step(x_t: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:
+    """One L-inf PGD step: ascend along sign(grad), then project onto {‖x' − x‖∞ ≤ ε} ∩ [0, 1]^d.
+
+    All tensors have the same shape (N, ...); ``x`` is the clean point, ``x_t`` the current
+    iterate. For the L-inf ball the projection onto the intersection with the box is a
+    coordinate-wise clip, so it is exact.
+    """
+    x_next = x_t + alpha * grad.sign()
+    return torch.min(torch.max(x_next, x - eps), x + eps).clamp(0.0, 1.0)
+
+
+def pgd_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
+              restarts: int, generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
+    """Cross-entropy loss along PGD from ``restarts`` uniform random starts in the ε-ball.
+
+    ``x`` (N, 1, 28, 28) in [0, 1], ``y`` (N,). Returns a CPU tensor (N, restarts, steps + 1):
+    entry [i, r, t] is the loss of example i after t steps of run r (t = 0: the random start).
+    Every run is the plain algorithm of eq. (ch04-pgd): no early stopping, no best-iterate.
+    """
+    device = next(model.parameters()).device
+    out = []
+    with eval_mode(model):
+        for i in range(len(x)):
+            xs = x[i:i + 1].to(device).expand(restarts, *x.shape[1:])
+            ys = y[i:i + 1].to(device).expand(restarts)
+            noise = torch.rand(xs.shape, generator=generator).to(device)
+            x_t = (xs + (2 * noise - 1) * eps).clamp(0.0, 1.0)
+            path = []
+            for t in range(steps + 1):
+                losses, grads = [], []
+                for xb, yb in zip(x_t.split(batch_size), ys.split(batch_size)):
+                    xb = xb.detach().requires_grad_(True)
+                    with torch.enable_grad():
+                        loss = F.cross_entropy(model(xb), yb, reduction="none")
+                        (g,) = torch.autograd.grad(loss.sum(), xb)
+                    losses.append(loss.detach())
+                    grads.append(g)
+                path.append(torch.cat(losses).cpu())
+                if t < steps:
+                    x_t = pgd_step(x_t, xs, torch.cat(grads), eps, alpha)
+            out.append(torch.stack(path, dim=1))
+    return torch.stack(out)
+
+
+# --- the outer minimisation: training on the inner maximiser (Danskin) -------------
+
+class Adversary:
+    """``adversary(model, xb, yb) -> x_adv`` for :func:`advcourse.train.train`, which records the
+    inner maximum it reaches.
+
+    ``method``: "fgsm" (one signed step from x, no random start) or "pgd" (``steps`` steps of
+    size ``alpha`` from a uniform random start). ``warmup_batches`` > 0 grows ε linearly from 0
+    to ``eps`` over that many batches (a small network trained at ε = 0.3 from the first batch
+    can get stuck at chance). ``losses`` collects, per batch, the mean cross-entropy on the
+    adversarial examples: the value of the inner problem at the current parameters; ``eps_used``
+    the ε of that batch.
+    """
+
+    def __init__(self, method: str, eps: float, steps: int = 1, alpha: float | None = None,
+                 warmup_batches: int = 0, generator: torch.Generator | None = None):
+        if method not in ("fgsm", "pgd"):
+            raise ValueError(f"method must be 'fgsm' or 'pgd', got {method!r}")
+        self.method, self.eps, self.steps, self.alpha = method, eps, steps, alpha
+        self.warmup_batches, self.generator = warmup_batches, generator
+        self.losses: list[float] = []
+        self.eps_used: list[float] = []
+
+    def current_eps(self) -> float:
+        """ε for the next batch: the warm-up ramp, then the full budget."""
+        done = len(self.losses) + 1
+        if self.warmup_batches and done < self.warmup_batches:
+            return self.eps * done / self.warmup_batches
+        return self.eps
+
+    def __call__(self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        eps = self.current_eps()
+        if self.method == "fgsm":
+            x_adv = fgsm(model, xb, yb, eps)
+        else:
+            alpha = (self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps) * eps / self.eps
+            x_adv = pgd(model, xb, yb, eps, alpha, steps=self.steps, generator=self.generator)
+        with eval_mode(model), torch.no_grad():
+            self.losses.append(F.cross_entropy(model(x_adv), yb).item())
+        self.eps_used.append(eps)
+        return x_adv
+
+
+def widths(scale: int, base=BASE) -> tuple[tuple[int, int], int]:
+    """The capacity study's network at ``scale`` (1, 2, 4, …): every width of ``base`` times scale.
+    Scale 16 is the paper's main MNIST network (32 and 64 filters, 1,024 hidden units)."""
+    (c1, c2), hidden = base
+    return (c1 * scale, c2 * scale), hidden * scale
+
+
+def train_cnn(data, *, scale: int, method: str, epochs: int, eps: float = EPS, steps: int = 5,
+              alpha: float | None = None, warmup_epochs: float = 1.0, lr: float = 2e-3, batch_size: int = 64,
+              seed: int = 0, device="cpu", progress: bool = True):
+    """Train (or load from the cache) a :class:`MnistCNN` of width ``scale`` on ``data``'s training set.
+
+    ``method``: "standard" (clean examples), "fgsm" or "pgd" (the saddle-point objective with
+    that inner solver: the model is trained on adversarial examples only, as in the paper).
+    ``steps``/``alpha``: PGD's steps and step size during training (default α = 2.5ε/steps);
+    ``warmup_epochs``: ε grows linearly from 0 over this many epochs.
+    Returns ``(model, meta)``; ``meta["metrics"]`` holds ``loss`` (per epoch), ``adv_loss`` and
+    ``eps_used`` (per batch, adversarial methods) and ``seconds``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    adversarial = method != "standard"
+    channels, hidden = widths(scale)
+    config = {"arch": "MnistCNN", "channels": channels, "hidden": hidden, "method": method,
+              "data": data.source, "n": len(data.x_train), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "eps": eps if adversarial else None,
+              "steps": (steps if method == "pgd" else 1) if adversarial else None,
+              "alpha": alpha if method == "pgd" else None,
+              "warmup_epochs": warmup_epochs if adversarial else None}
+
+    def build(cfg):
+        torch.manual_seed(cfg["seed"])
+        return MnistCNN(tuple(cfg["channels"]), cfg["hidden"])
+
+    def fit(model, cfg):
+        adversary = None
+        if adversarial:
+            n_batches = -(-cfg["n"] // cfg["batch_size"])
+            adversary = Adversary(method, cfg["eps"], steps=cfg["steps"], alpha=cfg["alpha"],
+                                  warmup_batches=int(cfg["warmup_epochs"] * n_batches),
+                                  generator=torch.Generator().manual_seed(cfg["seed"] + 1))
+        history = train(model, data.x_train, data.y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                        lr=cfg["lr"], adversary=adversary, clean_weight=0.0, seed=cfg["seed"],
+                        progress=progress, desc=f"{method} ×{scale}")
+        metrics = {k: history[k] for k in ("loss", "train_acc", "seconds")}
+        if adversary is not None:
+            metrics.update(adv_loss=adversary.losses, eps_used=adversary.eps_used)
+        return metrics
+
+    return load_or_train(f"ch04-cnn-{method}-x{scale}", config, build, fit, device=device)
+
+
+# --- evaluation --------------------------------------------------------------------
+
+def test_subset(data, n: int, seed: int = 0):
+    """``n`` test images (n, 1, 28, 28) and labels (n,), drawn at random (fixed ``seed``) so that
+    every class appears: the embedded test set is stored sorted by class, so its first ``n``
+    images would all be 0s and 1s."""
+    idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.x_test[idx], data.y_test[idx]
+
+
+def attack_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sources: dict, eps: float = EPS,
+                 steps=(40, 100), restarts: int = 5, alpha: float = 0.01,
+                 generator: torch.Generator | None = None) -> dict:
+    """Accuracy of ``model`` on ``x`` (N, 1, 28, 28), ``y`` (N,) under the attacks of the paper's Table 1.
+
+    White-box (source "A"): FGSM, BIM (PGD without random start) with ``steps[0]`` steps, PGD with
+    each number of ``steps`` (step ``alpha``, one random start), and PGD with ``steps[-1]`` steps
+    and ``restarts`` random restarts. Black-box: for each ``sources`` entry (name -> model, e.g.
+    "A′" an independently trained copy, "B" the same network trained on clean data), FGSM and
+    PGD crafted on that model and shown to ``model``; PGD uses ``steps[-1]`` steps from "A′" and
+    ``steps[0]`` from other sources, as in the paper.
+    Returns an ordered dict: row name -> (source, accuracy in [0, 1]).
+    """
+    first, last = steps[0], steps[-1]
+    rows = {"natural": ("—", accuracy(model, x, y)),
+            "FGSM": ("A", robust_accuracy(model, x, y, fgsm, eps=eps)),
+            f"BIM (no random start), {first} steps": ("A", robust_accuracy(model, x, y, bim, eps=eps, alpha=alpha,
+                                                                           steps=first, early_stop=True))}
+    for k in steps:
+        rows[f"PGD, {k} steps"] = ("A", robust_accuracy(model, x, y, pgd, eps=eps, alpha=alpha, steps=k,
+                                                        early_stop=True, generator=generator))
+    rows[f"PGD, {last} steps, {restarts} restarts"] = (
+        "A", robust_accuracy(model, x, y, pgd, eps=eps, alpha=alpha, steps=last, restarts=restarts,
+                             early_stop=True, generator=generator))
+    for name, src in sources.items():
+        k = last if name == "A′" else first
+        rows[f"FGSM from {name}"] = (name, transfer(src, model, x, y, fgsm, eps=eps).target_accuracy)
+        rows[f"PGD, {k} steps, from {name}"] = (
+            name, transfer(src, model, x, y, pgd, eps=eps, alpha=alpha, steps=k, generator=generator).target_accuracy)
+    return rows
+
+
+def capacity_sweep(data, scales, *, epochs: int, n_test: int, eps: float = EPS, steps: int = 5,
+                   alpha: float | None = None, eval_steps: int = 20, warmup_epochs: float = 1.0, seed: int = 0, device="cpu",
+                   generator: torch.Generator | None = None, progress: bool = False) -> dict:
+    """Train every (method, scale) of the capacity study and measure it on the first ``n_test``
+    random test images (trained with :func:`train_cnn`'s settings ``steps``, ``alpha``, ``warmup_epochs``):
+    clean, FGSM and PGD (``eval_steps`` steps of 2.5ε/steps, random start) accuracy,
+    and the final training loss (the value of the saddle-point problem for adversarial methods).
+    The test images are :func:`test_subset`'s.
+
+    Returns ``{method: {"clean": [...], "fgsm": [...], "pgd": [...], "train_loss": [...]}}`` with one
+    entry per scale, in the order of ``scales``.
+    """
+    x, y = test_subset(data, n_test)
+    out = {}
+    for method in METHODS:
+        res = {"clean": [], "fgsm": [], "pgd": [], "train_loss": []}
+        for s in scales:
+            model, meta = train_cnn(data, scale=s, method=method, epochs=epochs, eps=eps, steps=steps,
+                                    alpha=alpha, warmup_epochs=warmup_epochs, seed=seed, device=device, progress=progress)
+            res["clean"].append(accuracy(model, x, y))
+            res["fgsm"].append(robust_accuracy(model, x, y, fgsm, eps=eps))
+            res["pgd"].append(robust_accuracy(model, x, y, pgd, eps=eps, steps=eval_steps, early_stop=True,
+                                              generator=generator))
+            res["train_loss"].append(meta["metrics"]["loss"][-1])
+        out[method] = res
+    return out
+
+
+def norm_curves(models: dict, x: torch.Tensor, y: torch.Tensor, eps_values: dict, *, steps: int = 40,
+                generator: torch.Generator | None = None) -> dict:
+    """Robust accuracy against ε for each model and norm.
+
+    ``models``: name -> model; ``eps_values``: norm ("inf" or "2") -> list of radii. PGD uses
+    ``steps`` steps of 2.5ε/steps from a random start, as in the paper's Figure 6.
+    Returns ``{name: {norm: [accuracy per ε]}}``.
+    """
+    return {name: {norm: [robust_accuracy(m, x, y, pgd, eps=e, steps=steps, norm=norm, early_stop=True,
+                                          generator=generator) for e in radii]
+                   for norm, radii in eps_values.items()}
+            for name, m in models.items()}
+
+
+def overstatement(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = EPS, pgd_steps: int = 40,
+                  restarts: int = 5, strong_steps: int = 100, square_queries: int = 1000,
+                  generator: torch.Generator | None = None) -> dict:
+    """How much a single PGD run overstates robustness.
+
+    Returns fractions in [0, 1]: ``pgd`` (one run of ``pgd_steps`` steps of 0.01), ``square`` (the
+    gradient-free Square attack alone) and ``strong`` (per-example worst case over PGD-CE and
+    PGD-margin with ``restarts`` restarts of ``strong_steps`` steps, then Square), with
+    ``strong_after`` the cumulative accuracy after each of those attacks.
+    """
+    single = robust_accuracy(model, x, y, pgd, eps=eps, alpha=0.01, steps=pgd_steps, early_stop=True,
+                             generator=generator)
+    sq = robust_accuracy(model, x, y, functools.partial(square, n_queries=square_queries, generator=generator),
+                         eps=eps)
+    strong = strong_evaluation(model, x, y, eps, steps=strong_steps, restarts=restarts,
+                               square_queries=square_queries, generator=generator)
+    return {"pgd": single, "square": sq, "strong": strong.accuracy, "strong_after": strong.accuracy_after}
+
+
+# --- figures -------------------------------------------------------------------------
+
+def plot_paths(paths: dict, ax=None, max_runs: int = 20):
+    """Loss along PGD for one example: ``paths`` maps a model name to a (restarts, steps + 1)
+    tensor; ``max_runs`` runs of each are drawn, thin, in the model's colour."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for k, (name, p) in enumerate(paths.items()):
+        for r in range(min(max_runs, len(p))):
+            ax.plot(p[r].numpy(), color=f"C{k}", lw=0.8, alpha=0.6, label=name if r == 0 else None)
+    ax.set_xlabel("PGD step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_final_losses(final: dict, bins: int = 40):
+    """Histograms of the final PGD loss, one panel per example: ``final`` maps a model name to an
+    (N, restarts) tensor. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = next(iter(final.values())).shape[0]
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        lo = min(f[i].min().item() for f in final.values())
+        hi = max(f[i].max().item() for f in final.values())
+        edges = torch.linspace(lo, hi + 1e-6, bins + 1).numpy()  # the same bins for every model
+        for k, (name, f) in enumerate(final.items()):
+            ax.hist(f[i].numpy(), bins=edges, color=f"C{k}", alpha=0.7, label=name)
+        ax.set_yscale("log")
+        ax.set_ylim(0.7, None)
+        ax.set_title(f"example {i + 1}", fontsize=9)
+        ax.set_xlabel("final loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("restarts")
+    axes[0][0].legend(frameon=False, fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+
+
+def spread(final: torch.Tensor) -> dict:
+    """Summary of final losses (N, restarts): per-example relative spread and the worst outlier.
+
+    ``rel_iqr``: median over examples of (q75 − q25) / median; ``max_over_median``: the largest
+    ratio max / median over the examples (an outlier far above the typical maximum would show here);
+    ``above_110``: the fraction of all runs ending more than 10% above their example's median.
+    """
+    med = final.median(dim=1).values.clamp_min(1e-12)
+    q = torch.quantile(final, torch.tensor([0.25, 0.75]), dim=1)
+    return {"rel_iqr": ((q[1] - q[0]) / med).median().item(),
+            "max_over_median": (final.max(dim=1).values / med).max().item(),
+            "median": final.median().item(),
+            "above_110": (final > 1.1 * med.unsqueeze(1)).float().mean().item()}
+
+
+def plot_adversarial_loss(meta: dict, ax=None, window: int = 20):
+    """The training loss on adversarial examples, batch by batch (thin) and as a moving average
+    over ``window`` batches, with the ε warm-up shaded. ``meta``: :func:`train_cnn`'s metadata."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    losses = torch.tensor(meta["metrics"]["adv_loss"])
+    eps_used = torch.tensor(meta["metrics"]["eps_used"])
+    batches = torch.arange(1, len(losses) + 1)
+    ax.plot(batches.numpy(), losses.numpy(), lw=0.5, alpha=0.4, color="C1")
+    if len(losses) >= window:
+        smooth = losses.unfold(0, window, 1).mean(1)
+        ax.plot(batches[window - 1:].numpy(), smooth.numpy(), color="C1", label=f"mean of {window} batches")
+    warm = int((eps_used < eps_used.max()).sum())
+    if warm:
+        ax.axvspan(0, warm, color="0.85", label="ε warm-up")
+    ax.set_xlabel("training batch")
+    ax.set_ylabel("loss on PGD examples")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_capacity(sweep: dict, scales):
+    """The paper's Figure 4 for our sweep: accuracy (clean, FGSM, PGD) against width for each
+    training method, and the final training loss. ``sweep``: :func:`capacity_sweep`'s result."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3), sharex=True)
+    titles = {"standard": "standard training", "fgsm": "FGSM training", "pgd": "PGD training"}
+    for ax, method in zip(axes, METHODS):
+        for k, what in enumerate(("clean", "fgsm", "pgd")):
+            ax.plot(scales, [100 * v for v in sweep[method][what]], marker="o", color=f"C{k}",
+                    label={"clean": "natural", "fgsm": "FGSM", "pgd": "PGD"}[what])
+        ax.set_title(titles[method], fontsize=10)
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("accuracy (%)")
+    axes[0].legend(frameon=False, fontsize=8)
+    for k, method in enumerate(METHODS):
+        axes[3].plot(scales, sweep[method]["train_loss"], marker="o", color=f"C{k + 3}", label=titles[method])
+    axes[3].set_title("training loss (last epoch)", fontsize=10)
+    axes[3].legend(frameon=False, fontsize=8)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(scales), [f"×{s}" for s in scales])
+        ax.set_xlabel("capacity (width)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

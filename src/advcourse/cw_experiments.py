@@ -1,0 +1,312 @@
+"""Chapter 5's experiments with the Carlini & Wagner attacks (C&W 2017), as small functions.
+
+* :func:`attack_report`: success rate and mean distortion of one attack;
+* :func:`objective_box_grid`: the seven objectives × three box methods (C&W Table III);
+* :func:`c_sweep`: success and distortion against a *fixed* constant c (C&W Figure 2);
+* :func:`target_cases`: best, average and worst case over the nine targets (C&W Table IV);
+* :func:`transfer_vs_kappa`: transfer success against the confidence κ (C&W Figures 9–10);
+* :func:`quantize` and :func:`greedy_repair`: 8-bit rounding and the greedy fix (C&W §V.C).
+
+Conventions: images (N, 1, 28, 28) in [0, 1]; models return logits; an attack is
+``attack(model, x, y_or_target) -> x_adv``; success rates are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .attacks import cw_l2, cw_objective
+from .evaluate import eval_mode, predict
+
+__all__ = ["Report", "distortion", "attack_report", "correct_subset", "random_targets", "defence_report", "TargetCases", "rescale_c", "objective_box_grid",
+           "c_sweep", "all_targets", "target_cases", "transfer_vs_kappa", "quantize", "greedy_repair", "to_boundary",
+           "repair_report", "c_sweep_figure"]
+
+
+def distortion(x: torch.Tensor, x_adv: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-example distance (N,): ``"l2"``, ``"linf"``, or ``"l0"`` (number of pixels changed)."""
+    d = (x_adv - x).flatten(1)
+    if norm == "l2":
+        return d.norm(dim=1)
+    if norm == "linf":
+        return d.abs().amax(1)
+    if norm == "l0":
+        return (d.abs() > 1e-4).sum(1).to(x.dtype)  # 1e-4: below 1/255, above float noise
+    raise ValueError(f"norm must be 'l2', 'linf' or 'l0', got {norm!r}")
+
+
+@dataclass
+class Report:
+    """An attack's outcome on N examples: ``success`` (N,) bool, ``dist`` (N,) distances."""
+
+    success: torch.Tensor
+    dist: torch.Tensor
+
+    @property
+    def rate(self) -> float:
+        """Fraction of examples on which the attack reached its goal."""
+        return self.success.float().mean().item()
+
+    @property
+    def mean_dist(self) -> float:
+        """Mean distance over the successful examples (nan if none)."""
+        return self.dist[self.success].mean().item() if self.success.any() else float("nan")
+
+
+def attack_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, *,
+                  targeted: bool = False, norm: str = "l2", x_adv: torch.Tensor | None = None) -> Report:
+    """Run ``attack(model, x, y)`` (or take ``x_adv``) and measure success and distortion.
+
+    ``y`` holds the true labels (untargeted: success means the prediction differs) or the
+    targets (``targeted``: success means the prediction equals them).
+    """
+    if x_adv is None:
+        x_adv = attack(model, x, y)
+    pred, _ = predict(model, x_adv)
+    success = pred == y if targeted else pred != y
+    return Report(success.cpu(), distortion(x, x_adv, norm).cpu())
+
+
+def correct_subset(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int):
+    """The first ``n`` examples that ``model`` classifies correctly: ``(x, y)``."""
+    pred, _ = predict(model, x)
+    keep = (pred == y).nonzero().squeeze(1)[:n]
+    return x[keep], y[keep]
+
+
+def random_targets(y: torch.Tensor, num_classes: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A target ≠ y for every example, uniformly among the other classes (C&W's average case)."""
+    shift = torch.randint(1, num_classes, y.shape, generator=generator)
+    return (y + shift) % num_classes
+
+
+def defence_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict, n: int) -> dict:
+    """Success of several attacks on the first ``n`` test examples ``model`` gets right.
+
+    ``attacks`` maps a name to ``(attack, targeted)``; a targeted attack aims at
+    (y + 1) mod 10, an untargeted one at any wrong class. Returns ``{name: Report}``.
+    """
+    xc, yc = correct_subset(model, x, y, n)
+    out = {}
+    for name, (attack, targeted) in attacks.items():
+        goal = (yc + 1) % 10 if targeted else yc
+        out[name] = attack_report(model, xc, goal, attack, targeted=targeted)
+    return out
+
+
+def rescale_c(attack: functools.partial, factor: float) -> functools.partial:
+    """The same C&W attack with its constants ``c`` (and ``largest_c``, if set) divided by
+    ``factor``: for a network whose logits are ``factor`` times larger (exercise
+    "Scaling the logits does not stop C&W")."""
+    kw = dict(attack.keywords)
+    for key in ("c", "largest_c"):
+        if key in kw:
+            kw[key] = kw[key] / factor
+    return functools.partial(attack.func, *attack.args, **kw)
+
+
+# --- the formulation: objectives, box constraints and the constant c -------------------
+
+def objective_box_grid(model: nn.Module, x: torch.Tensor, target: torch.Tensor, objectives, boxes,
+                       **cw_kwargs) -> dict:
+    """Targeted :func:`cw_l2` for every (objective, box) pair: ``{(f, box): Report}`` (L2)."""
+    out = {}
+    for f in objectives:
+        for box in boxes:
+            attack = functools.partial(cw_l2, targeted=True, objective=f, box=box, **cw_kwargs)
+            out[f, box] = attack_report(model, x, target, attack, targeted=True)
+    return out
+
+
+def c_sweep(model: nn.Module, x: torch.Tensor, target: torch.Tensor, cs, **cw_kwargs) -> list[Report]:
+    """Targeted :func:`cw_l2` with one fixed c per run (no binary search): a Report per c."""
+    return [attack_report(model, x, target,
+                          functools.partial(cw_l2, targeted=True, c=float(c), binary_search_steps=1, **cw_kwargs),
+                          targeted=True) for c in cs]
+
+
+# --- best, average and worst case over the targets -------------------------------------
+
+def all_targets(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10):
+    """Every (example, wrong class) pair: ``x`` repeated (N·(K−1), ...), targets, and the example index."""
+    n = len(y)
+    shift = torch.arange(1, num_classes).repeat(n)
+    index = torch.arange(n).repeat_interleave(num_classes - 1)
+    return x[index], (y[index] + shift) % num_classes, index
+
+
+@dataclass
+class TargetCases:
+    """Result of :func:`target_cases`: ``cases[name] = (success rate, mean distortion)`` for
+    "best", "average" and "worst"; the attacked pairs ``x`` (N·(K−1), ...), their ``targets``
+    and ``x_adv``, with ``success`` (N·(K−1),)."""
+
+    cases: dict
+    x: torch.Tensor
+    targets: torch.Tensor
+    x_adv: torch.Tensor
+    success: torch.Tensor
+
+
+def target_cases(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, norm: str,
+                 num_classes: int = 10) -> TargetCases:
+    """C&W's three ways to pick a target (§II.C, Table IV) for a targeted ``attack``.
+
+    The attack runs once for every wrong class of every example. Per example, the *best
+    case* is the easiest target (smallest distortion among the successful ones), the *worst
+    case* the hardest (a failure if any target fails), the *average case* a target chosen
+    uniformly at random — we report its expectation, the mean over all K − 1 targets, which
+    is less noisy on a few examples than one draw. ``cases`` holds, for each,
+    ``(success rate, mean distortion over the successes)``.
+    """
+    xs, ts, _ = all_targets(x, y, num_classes)
+    x_adv = attack(model, xs, ts)
+    rep = attack_report(model, xs, ts, attack, targeted=True, norm=norm, x_adv=x_adv)
+    ok = rep.success.view(len(y), num_classes - 1)
+    dist = rep.dist.view(len(y), num_classes - 1)
+    best = torch.where(ok, dist, torch.full_like(dist, float("inf"))).min(1).values
+    worst = dist.max(1).values
+
+    def summary(success, d):
+        return (success.float().mean().item(), d[success].mean().item() if success.any() else float("nan"))
+
+    cases = {"best": summary(best < float("inf"), best),
+             "average": summary(ok.flatten(), dist.flatten()),  # expectation over a random target
+             "worst": summary(ok.all(1), worst)}
+    return TargetCases(cases, xs, ts, x_adv, rep.success)
+
+
+# --- transferability -------------------------------------------------------------------
+
+def transfer_vs_kappa(source: nn.Module, targets: dict, x: torch.Tensor, y: torch.Tensor, kappas,
+                      **cw_kwargs) -> dict:
+    """Untargeted :func:`cw_l2` with confidence κ on ``source``, evaluated on other models.
+
+    Returns ``{"source": [...], name: [...]}``: for each κ the fraction of ``x`` that the
+    examples crafted on ``source`` make each model misclassify.
+    """
+    out = {"source": [], **{name: [] for name in targets}}
+    for kappa in kappas:
+        x_adv = cw_l2(source, x, y, kappa=float(kappa), **cw_kwargs)
+        for name, model in [("source", source), *targets.items()]:
+            out[name].append((predict(model, x_adv)[0] != y).float().mean().item())
+    return out
+
+
+# --- discretisation --------------------------------------------------------------------
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest 8-bit grey level: round(255 x) / 255 (still in [0, 1])."""
+    return torch.round(x * 255) / 255
+
+
+def greedy_repair(model: nn.Module, x_q: torch.Tensor, y: torch.Tensor, *, targeted: bool = False,
+                  max_steps: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """A greedy search on the 8-bit lattice for examples that rounding made non-adversarial.
+
+    ``x_q`` (N, ...) holds 8-bit images (multiples of 1/255). At each step, every example
+    that is not yet adversarial moves the one pixel whose gradient promises the largest
+    decrease of the C&W objective f6 by one grey level (±1/255, within [0, 1]). Returns the
+    repaired images (still on the lattice) and the number of steps each example took (N,).
+    """
+    x_q = x_q.detach().clone()
+    steps = torch.zeros(len(x_q), dtype=torch.long)
+    step = 1 / 255
+    with eval_mode(model):
+        for _ in range(max_steps):
+            xr = x_q.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(xr)
+                f = cw_objective(logits, y, "f6", targeted=targeted)
+                (g,) = torch.autograd.grad(f.sum(), xr)
+            pred = logits.detach().argmax(1)
+            todo = pred != y if targeted else pred == y  # not adversarial yet
+            if not todo.any():
+                break
+            # a move of −step·sign(g) changes f by about −step·|g|; skip moves that leave the box
+            move = -torch.sign(g) * step
+            allowed = ((x_q + move) >= 0) & ((x_q + move) <= 1) & (g != 0)
+            score = torch.where(allowed, g.abs(), torch.zeros_like(g)).flatten(1)
+            best = score.argmax(1)
+            flat = x_q.flatten(1).clone()
+            rows = todo.nonzero().squeeze(1)
+            flat[rows, best[rows]] = (flat[rows, best[rows]] + move.flatten(1)[rows, best[rows]]).clamp(0, 1)
+            x_q = quantize(flat.view_as(x_q))
+            steps[rows.cpu()] += 1
+    return x_q, steps
+
+
+def to_boundary(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, goal: torch.Tensor, *,
+                targeted: bool = True, steps: int = 20) -> torch.Tensor:
+    """Move each adversarial example back towards ``x`` along the segment, as far as it stays
+    adversarial (bisection, ``steps`` rounds): the point just past the decision boundary that
+    a long minimal-distortion search converges to. Non-adversarial rows are returned as is."""
+    def fooled(xa):
+        pred, _ = predict(model, xa)
+        return pred == goal if targeted else pred != goal
+
+    lo = torch.zeros(len(x))          # fraction of the perturbation kept: lo fails (or is 0) ...
+    hi = torch.ones(len(x))           # ... hi succeeds
+    ok = fooled(x_adv).cpu()
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        good = fooled(x + mid.view(shape).to(x) * (x_adv - x)).cpu()
+        hi, lo = torch.where(good, mid, hi), torch.where(good, lo, mid)
+    hi = torch.where(ok, hi, torch.ones_like(hi))
+    return (x + hi.view(shape).to(x) * (x_adv - x)).clamp(0, 1)
+
+
+def repair_report(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, goal: torch.Tensor, *,
+                  targeted: bool = True, max_steps: int = 200) -> dict:
+    """Round successful adversarial examples to 8 bits and repair the broken ones greedily.
+
+    Only the examples on which ``x_adv`` already succeeds are considered. Returns the number
+    considered, the fraction still adversarial after rounding and after the repair, the
+    mean L2 distortion before rounding and after the repair, and the repair steps taken.
+    """
+    def fooled(xa):
+        pred, _ = predict(model, xa)
+        return pred == goal if targeted else pred != goal
+
+    ok = fooled(x_adv)
+    x, x_adv, goal = x[ok], x_adv[ok], goal[ok]
+    x_q = quantize(x_adv)
+    after_rounding = fooled(x_q)
+    x_r, steps = greedy_repair(model, x_q, goal, targeted=targeted, max_steps=max_steps)
+    after_repair = fooled(x_r)
+    broken = ~after_rounding
+    return {"n": int(ok.sum()), "rounded_ok": after_rounding.float().mean().item(),
+            "repaired_ok": after_repair.float().mean().item(),
+            "broken": int(broken.sum()),
+            "steps": steps[broken].float().mean().item() if broken.any() else 0.0,
+            "l2_continuous": distortion(x, x_adv, "l2").mean().item(),
+            "l2_repaired": distortion(x, x_r, "l2").mean().item(),
+            "on_lattice": bool(torch.equal(x_r, quantize(x_r))), "x_repaired": x_r}
+
+
+# --- figures -----------------------------------------------------------------------------
+
+def c_sweep_figure(cs, reports: list[Report], title: str | None = None):
+    """Success rate (left axis) and mean L2 of the successes (right axis) against c (log scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(cs, [100 * r.rate for r in reports], "o-", color="C0", label="success")
+    ax.set_xscale("log")
+    ax.set_xlabel("constant c (fixed, no binary search)")
+    ax.set_ylabel("success rate (%)", color="C0")
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(cs, [r.mean_dist for r in reports], "s--", color="C3", label="mean L2")
+    ax2.set_ylabel("mean L2 distortion of the successes", color="C3")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -14,13 +14,7 @@ from advcourse.models.fc import FCNet, build
 FAST, SEED, N = bsp.FAST, 0, 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The chapter's fast profile runs its tiny networks on one thread; so do these tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,7 @@ SCALE, SCALES, EPS = 4, [1, 2, 4], sp.EPS
 N = 200  # test digits attacked here (the chapter attacks more)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a busy machine two threads can be
-    ten times slower than one; restore the setting for the other test modules afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +139,14 @@ def test_a_stronger_evaluation_never_reports_more_robustness(models, test_set):
         strong = strong_evaluation(models[name], x, y, EPS, steps=50, restarts=2, square_queries=300,
                                    generator=g())
         assert strong.accuracy <= single + 0.02
+
+
+def test_masking_audit_passes_the_pgd_trained_model(models, test_set):
+    """Chapter 6's audit finds no sign of gradient masking in this chapter's PGD-trained network."""
+    from advcourse.masking import audit
+
+    x, y = test_set
+    report = audit(models["pgd"], x[:100], y[:100], EPS, name="PGD-trained", substitute=models["standard"], steps=40,
+                   generator=g())
+    assert report.passed, report.flags
+    assert report.robust_accuracy > 0.5

@@ -49,3 +49,14 @@ def test_start_and_stamp(monkeypatch):
     for part in (advcourse.__version__, torch.__version__, "cpu", "fast", "seed 7"):
         assert part in text
     assert s._repr_markdown_().startswith("**Reproducibility stamp**")
+
+
+def test_cpu_threads():
+    before = torch.get_num_threads()
+    try:
+        advcourse.start("fast", seed=0, device="cpu", cpu_threads=1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="cpu_threads"):
+            advcourse.start("fast", seed=0, device="cpu", cpu_threads=0)
+    finally:
+        torch.set_num_threads(before)

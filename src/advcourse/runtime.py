@@ -99,7 +99,18 @@ class Run:
         return f"Run(profile={self.profile!r}, seed={self.seed}, device={str(self.device)!r})"
 
 
-def start(profile: str = "auto", seed: int = 0, device: str | None = None) -> Run:
-    """Resolve the profile and device, seed everything, and return the ``Run``."""
+def start(profile: str = "auto", seed: int = 0, device: str | None = None,
+          cpu_threads: int | None = None) -> Run:
+    """Resolve the profile and device, seed everything, and return the ``Run``.
+
+    ``cpu_threads``: on a CPU, the number of intra-op threads torch may use. Tiny
+    networks gain nothing from more than one, and on a busy machine several
+    threads can make them many times slower; ``None`` keeps torch's default.
+    """
     dev = get_device(device)
+    if cpu_threads is not None:
+        if not isinstance(cpu_threads, int) or cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be a positive int, got {cpu_threads!r}")
+        if dev.type == "cpu":
+            torch.set_num_threads(cpu_threads)
     return Run(resolve_profile(profile, dev), seed, dev)

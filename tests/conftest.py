@@ -21,3 +21,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """The embedded MNIST (8,000 / 2,000 real digits), loaded once per test module."""
+    from advcourse import data
+
+    return data.mnist()

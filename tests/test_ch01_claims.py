@@ -5,15 +5,10 @@ import math
 import pytest
 import torch
 
-from advcourse import data, linear_explanation as lx
+from advcourse import linear_explanation as lx
 from advcourse.attacks import fgsm
 
 EPOCHS = 20  # the chapter's fast-profile setting
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

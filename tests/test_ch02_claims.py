@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advcourse import data, fgsm_training as ft, linear_explanation as lx
+from advcourse import fgsm_training as ft, linear_explanation as lx
 from advcourse.attacks import fgsm, pgd
 from advcourse.exercises.ch02 import check_fgsm
 
@@ -29,11 +29,6 @@ def deterministic_kernels():
     torch.use_deterministic_algorithms(True, warn_only=True)
     yield
     torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ To stay fast, the attacks run on fewer images than the chapter's.
 import pytest
 import torch
 
-from advcourse import blind_spots as bsp, data
+from advcourse import blind_spots as bsp
 from advcourse.exercises.ch03 import check_operator_norm
 from advcourse.models.fc import FCNet, build
 
@@ -15,11 +15,6 @@ FAST, SEED, N = bsp.FAST, 0, 20
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

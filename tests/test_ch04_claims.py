@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from advcourse import data, saddle_point as sp
+from advcourse import saddle_point as sp
 from advcourse.attacks import fgsm, pgd, strong_evaluation
 from advcourse.evaluate import accuracy, robust_accuracy
 from advcourse.exercises.ch04 import check_pgd_step
@@ -15,11 +15,6 @@ N = 200  # test digits attacked here (the chapter attacks more)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import functools
 import pytest
 import torch
 
-from advcourse import cw_experiments as cx, data, distillation as dd
+from advcourse import cw_experiments as cx, distillation as dd
 from advcourse.attacks import cw_l2, fgsm, jsma
 from advcourse.evaluate import accuracy
 from advcourse.exercises.ch05 import check_f6
@@ -18,11 +18,6 @@ from advcourse.exercises.ch05 import check_f6
 SPEC = dd.ModelSpec(channels=(8, 16), hidden=64, epochs=3, lr=1e-2, seed=0, data="embedded")
 CW = dict(steps=100, lr=0.1, binary_search_steps=5, c=1e-2)
 T_MAX = 100
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,9 @@ the book build and nothing trains twice.
 import pytest
 import torch
 
-from advcourse import data, masked_models as mm, masking as mk
+from advcourse import masked_models as mm, masking as mk
 
 EPS, EPOCHS, AT_EPOCHS, N_AUDIT, STEPS = 0.2, 3, 3, 100, 10  # the chapter's fast-profile settings
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

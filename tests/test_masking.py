@@ -11,16 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from advcourse import data, linear_explanation as lx, masked_models as mm, masking as mk
+from advcourse import linear_explanation as lx, masked_models as mm, masking as mk
 from advcourse.attacks import fgsm, pgd
 
 EPS = 0.1
 KW = dict(steps=10, square_queries=100, generator=None)
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.mnist()
 
 
 @pytest.fixture(scope="module")

@@ -68,8 +68,11 @@ def test_adversarial_training_beats_l1_decay(three_seven):
     l1_big = lx.train_linear("logistic", x, y, l1=0.25, **kw)[0]
     l1_small = lx.train_linear("logistic", x, y, l1=0.0025, **kw)[0]
     adv_err = lx.fgsm_report(adv, xt, yt, 0.25)[1].error
-    assert adv_err < 0.5 and lx.error_report(adv, xt, yt).error < 0.06
-    assert lx.error_report(l1_big, xt, yt).error > 0.1           # λ = ε: cannot fit
+    adv_clean = lx.error_report(adv, xt, yt).error
+    assert adv_err < 0.5 and adv_clean < 0.06
+    # λ = ε cannot fit (paper: "stuck at over 5% error on the training set")
+    assert lx.error_report(l1_big, x, y).error > 0.05
+    assert lx.error_report(l1_big, xt, yt).error > max(0.05, 2 * adv_clean)
     assert lx.fgsm_report(l1_small, xt, yt, 0.25)[1].error > adv_err + 0.2  # small λ: still exposed
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def test_set(mnist):
-    return sp.test_subset(mnist, N)  # all ten digits (the embedded test set is sorted by class)
+    return sp.test_subset(mnist, N)  # a random sample of the test digits
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,12 @@ def test_pgd_paths_stay_feasible_and_rise(models, test_set):
     assert (paths[:, :, -1].median(1).values > paths[:, :, 0].median(1).values).all()
 
 
-def test_inner_maxima_are_concentrated_and_lower_after_pgd_training(models, test_set):
-    x, y = test_set
+def test_inner_maxima_are_concentrated_and_lower_after_pgd_training(mnist, models):
+    # the chapter's five digits (the first test digits: one each of 0-4); on other digits of the
+    # standard network the runs can split between two maxima of different heights
+    x, y = mnist.x_test[:5], mnist.y_test[:5]
     kw = dict(eps=EPS, alpha=0.0375, steps=20, restarts=100, generator=g())
-    final = {k: sp.pgd_paths(models[k], x[:5], y[:5], **kw)[:, :, -1] for k in ("standard", "pgd")}
+    final = {k: sp.pgd_paths(models[k], x, y, **kw)[:, :, -1] for k in ("standard", "pgd")}
     for f in final.values():
         s = sp.spread(f)
         assert s["max_over_median"] < 2.0 and s["rel_iqr"] < 0.5   # paper: no outliers, concentrated

@@ -89,3 +89,20 @@ def test_subset_relabels():
     assert torch.equal(x[y == 0], d.x_test[d.y_test == 7])
     with pytest.raises(ValueError, match="classes"):
         data.subset(d.x_test, d.y_test, [3, 3])
+
+
+@pytest.mark.parametrize("loader", [data.mnist, data.fashion_mnist])
+def test_embedded_sets_come_class_interleaved(loader):
+    # The files are stored class by class; a prefix must still be a stratified sample.
+    d = loader()
+    for y in (d.y_train, d.y_test):
+        assert y[:10].tolist() == list(range(10))
+        assert torch.bincount(y[:500], minlength=10).tolist() == [50] * 10
+
+
+def test_interleave_classes_is_a_stable_round_robin_permutation():
+    y = torch.tensor([2, 0, 0, 1, 2, 2, 0, 1])
+    order = data.interleave_classes(y)
+    assert sorted(order.tolist()) == list(range(len(y)))
+    assert y[order].tolist() == [0, 1, 2, 0, 1, 2, 0, 2]
+    assert order.tolist() == [1, 3, 0, 2, 7, 4, 6, 5]  # within a class the original order is kept

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .data import DATA_ORDER
 
 
 def cache_dir() -> pathlib.Path:
@@ -37,8 +38,8 @@ def cache_dir() -> pathlib.Path:
 
 
 def config_key(name: str, config: dict) -> str:
-    """A 16-hex-digit hash of the name, the configuration and the package version."""
-    blob = json.dumps({"name": name, "config": config, "advcourse": __version__},
+    """A 16-hex-digit hash of the name, the configuration, the package version and the data order."""
+    blob = json.dumps({"name": name, "config": config, "advcourse": __version__, "data": DATA_ORDER},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -7,6 +7,9 @@ never embedded) come through torchvision; if that download fails, the embedded
 set is returned with one line saying so.
 
 Images come as float32 tensors in [0, 1] of shape (N, C, H, W); labels as int64 (N,).
+The embedded image sets come in *class-interleaved* order (the first example of each
+class, then the second of each, ...), so any prefix such as ``x_test[:100]`` is a
+stratified sample rather than the first class or two of a file stored by class.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ CHECKSUMS = {
     "fashion_mnist.npz": "43c5d0706fde89b13011e88dfd1909be28ff60699ac127bb0e871b03c6cdd0f9",
     "movie_reviews.npz": "d7e2862c5115ab0227d8b3659502398b63ecd87641827fd1ce3b2228ca78c335",
 }
+
+# How the embedded image sets are ordered (part of the model-cache key: a model trained on
+# a prefix of the data must not be reused after the order changes).
+DATA_ORDER = "class-interleaved"
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -97,12 +104,28 @@ def load_embedded(name: str) -> dict:
         return {key: npz[key] for key in npz.files}
 
 
-def _images(arrays: dict, classes: tuple) -> ImageData:
-    def as_float(x):  # uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]
-        return torch.from_numpy(x).float().div_(255).unsqueeze(1)
+def interleave_classes(y: torch.Tensor) -> torch.Tensor:
+    """The permutation that puts labels ``y`` (N,) in round-robin class order.
 
-    return ImageData(as_float(arrays["x_train"]), torch.from_numpy(arrays["y_train"]).long(),
-                     as_float(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long(),
+    The first example of every class (ascending labels), then the second of every
+    class, and so on; within a class the original order is kept.  Every prefix of
+    length m * K is then exactly stratified (while all K classes last).
+    """
+    by_class = torch.argsort(y, stable=True)
+    counts = torch.bincount(y)
+    first = torch.cumsum(counts, 0) - counts  # position of each class's first example in by_class
+    rank = torch.empty_like(y)
+    rank[by_class] = torch.arange(len(y)) - first[y[by_class]]  # index of each example within its class
+    return torch.argsort(rank * (int(y.max()) + 1) + y, stable=True)
+
+
+def _images(arrays: dict, classes: tuple) -> ImageData:
+    def split(x, y):  # uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1], labels int64, interleaved
+        y = torch.from_numpy(y).long()
+        order = interleave_classes(y)
+        return torch.from_numpy(x).float().div_(255).unsqueeze(1)[order].contiguous(), y[order]
+
+    return ImageData(*split(arrays["x_train"], arrays["y_train"]), *split(arrays["x_test"], arrays["y_test"]),
                      classes, "embedded")
 
 

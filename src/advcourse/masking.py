@@ -645,7 +645,7 @@ def _task_accuracy(model, x, y, task):
 
 
 def continual_demo(data, protect: float = 0.5, epochs: int = 2, hidden: int = 100, seed: int = 0,
-                   lr_b: float = 5e-3) -> dict:
+                   lr_b: float = 1e-2) -> dict:
     """Gradient masks that protect weights in continual learning (task-incremental, two heads).
 
     Task A: digits 0–4; task B: digits 5–9 (labels 0–4 within each task). Train on A; then

@@ -178,9 +178,8 @@ def train_cnn(data, *, scale: int, method: str, epochs: int, eps: float = EPS, s
 # --- evaluation --------------------------------------------------------------------
 
 def test_subset(data, n: int, seed: int = 0):
-    """``n`` test images (n, 1, 28, 28) and labels (n,), drawn at random (fixed ``seed``) so that
-    every class appears: the embedded test set is stored sorted by class, so its first ``n``
-    images would all be 0s and 1s."""
+    """``n`` test images (n, 1, 28, 28) and labels (n,), drawn at random (fixed ``seed``), so
+    that the sample does not depend on the order in which a data set stores its images."""
     idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
     return data.x_test[idx], data.y_test[idx]
 

@@ -211,3 +211,69 @@ def test_deepfool_binary_logistic_closed_form():
     assert (ratio >= 1 - 1e-4).all() and (ratio <= 1.01).all()
     x_lb = A.lbfgs_untargeted(model, x, y, search_steps=10, max_iter=50)
     assert (predict(model, x_lb) != y).all() and (dist(x_lb, x) / d <= 1.1).all()
+
+
+def box_min_dist(model, x, y):
+    """Exact minimal L2 distance *inside the box* [0, 1]^D from x to the region where some
+    class beats y, for an affine model: per class j, min ||r|| s.t. <w_j - w_y, r> >= z_y - z_j
+    and -x <= r <= 1 - x is solved by r = clip(mu (w_j - w_y), -x, 1 - x) with mu found by
+    bisection (KKT); the answer is the minimum over j (infinite where the box forbids it)."""
+    W, b = model.fc.weight.detach().double(), model.fc.bias.detach().double()
+    xf = x.flatten(1).double()
+    z = xf @ W.T + b
+    lo, hi = -xf, 1 - xf
+    best = torch.full((len(x),), float("inf"), dtype=torch.float64)
+    for j in range(W.shape[0]):
+        w = W[j][None] - W[y]
+        need = z.gather(1, y[:, None]).squeeze(1) - z[:, j]
+        a, c = torch.zeros(len(x), dtype=torch.float64), torch.full((len(x),), 1e6, dtype=torch.float64)
+        for _ in range(200):
+            mu = (a + c) / 2
+            short = (torch.minimum(torch.maximum(mu[:, None] * w, lo), hi) * w).sum(1) < need
+            a, c = torch.where(short, mu, a), torch.where(short, c, mu)
+        r = torch.minimum(torch.maximum(c[:, None] * w, lo), hi)
+        reachable = ((r * w).sum(1) >= need - 1e-9) & (y != j)
+        best = torch.where(reachable, torch.minimum(best, r.norm(dim=1)), best)
+    return best
+
+
+def test_deepfool_reaches_the_box_constrained_minimum():
+    # Binary images sit on the faces of the box, where most of DeepFool's unconstrained step
+    # is clipped away; iterating from the point actually reached still ends on the nearest
+    # decision boundary *inside* the box.
+    model = Linear(64, 5, seed=0)
+    x = (images(64, seed=3) > 0.5).float()
+    y = predict(model, x)
+    d = box_min_dist(model, x, y)
+    assert torch.isfinite(d).all()
+    x_adv = A.deepfool(model, x, y, overshoot=0.0, max_iter=50)
+    assert (predict(model, x_adv) != y).all()
+    ratio = dist(x_adv, x).double() / d
+    assert (ratio >= 1 - 1e-4).all() and ratio.median() <= 1.001 and ratio.max() <= 1.06
+
+
+class _RowCounter(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.model(x)
+
+
+def test_cw_l2_abort_early_drops_converged_examples(linear_case):
+    # With abort_early each example leaves the batch once its loss stalls (the paper's
+    # 0.01%-over-steps/10 rule, per example): the model sees fewer rows, the answer moves little.
+    model, x, y, d = linear_case
+    full, early = _RowCounter(model), _RowCounter(model)
+    x_full = A.cw_l2(full, x, y, c=1.0, steps=300, binary_search_steps=4, abort_early=False)
+    x_early = A.cw_l2(early, x, y, c=1.0, steps=300, binary_search_steps=4, abort_early=True)
+    assert full.rows == len(x) * (300 * 4 + 1)
+    assert early.rows < 0.7 * full.rows
+    assert (predict(model, x_early) != y).all()
+    ratio = dist(x_early, x) / dist(x_full, x)
+    assert ratio.median() <= 1.01 and ratio.max() <= 1.06
+    # batch independence survives the compaction
+    one = torch.cat([A.cw_l2(model, x[i:i + 1], y[i:i + 1], c=1.0, steps=300, binary_search_steps=4) for i in range(4)])
+    assert torch.allclose(one, x_early[:4], atol=1e-6)

@@ -105,7 +105,14 @@ class _Adam:
         self.v = torch.zeros_like(var)
         self.t = torch.zeros(var.shape[0], device=var.device, dtype=var.dtype)
 
-    def step(self, var, g, active):
+    def step(self, var, g, active=None):
+        """One Adam step; rows where ``active`` is False keep their variable and moments."""
+        if active is None:  # every row steps (the batch holds only active examples)
+            self.t = self.t + 1
+            self.m = self.b1 * self.m + (1 - self.b1) * g
+            self.v = self.b2 * self.v + (1 - self.b2) * g * g
+            t = bview(self.t, var)
+            return var - self.lr * (self.m / (1 - self.b1**t)) / ((self.v / (1 - self.b2**t)).sqrt() + self.eps)
         a = bview(active, var)
         self.t = self.t + active.to(var.dtype)
         self.m = torch.where(a, self.b1 * self.m + (1 - self.b1) * g, self.m)
@@ -114,6 +121,10 @@ class _Adam:
         mhat = self.m / (1 - self.b1**t)
         vhat = self.v / (1 - self.b2**t)
         return torch.where(a, var - self.lr * mhat / (vhat.sqrt() + self.eps), var)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the moment estimates of ``rows`` (when the batch is compacted)."""
+        self.m, self.v, self.t = self.m[rows], self.v[rows], self.t[rows]
 
 
 def _to_var(x, box):
@@ -157,7 +168,8 @@ def cw_l2(
     ``c``; x10 while never successful, then bisection) runs for
     ``binary_search_steps`` rounds; with ``abort_early`` an example stops a
     round when its loss has not decreased by 0.01% over ``steps // 10``
-    iterations.  The result is, per example, the successful point with the
+    iterations, and leaves the batch (the model is no longer evaluated on it;
+    the authors' code stops the whole batch at once).  The result is, per example, the successful point with the
     smallest L2 distortion over all rounds (``x`` itself if none succeeded).
 
     ``objective`` selects f1..f7 (:func:`cw_objective`) and ``box`` the
@@ -194,36 +206,44 @@ def cw_l2(
         best_l2 = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
         best_adv = x.clone()
         check_every = max(steps // 10, 1)
+        all_rows = torch.arange(n, device=x.device)
         for _ in range(binary_search_steps):
+            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            # the examples still optimised in this round; aborted ones leave the batch
+            idx, xs, ys, cs = all_rows, x, y, const
             w = _to_var(x, box)
             opt = _Adam(w, lr)
-            active = torch.ones(n, dtype=torch.bool, device=x.device)
-            prev = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
-            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            prev = None
             for it in range(steps):
                 w.requires_grad_(True)
                 with torch.enable_grad():
                     xp = _from_var(w, box)
                     logits = model(xp)
-                    l2 = ((xp - x) ** 2).flatten(1).sum(1)
-                    loss = l2 + const * cw_objective(logits, y, objective, targeted=targeted, kappa=kappa)
+                    l2 = ((xp - xs) ** 2).flatten(1).sum(1)
+                    loss = l2 + cs * cw_objective(logits, ys, objective, targeted=targeted, kappa=kappa)
                     (g,) = torch.autograd.grad(loss.sum(), w)
                 with torch.no_grad():
                     w = w.detach()
                     xp, l2, loss = xp.detach(), l2.detach(), loss.detach()
-                    succ = _cw_success(logits.detach(), y, targeted, kappa) & active
-                    improve = succ & (l2 < best_l2)
-                    best_l2 = torch.where(improve, l2, best_l2)
-                    best_adv = torch.where(bview(improve, x), xp, best_adv)
-                    found |= succ
-                    w = opt.step(w, g, active)
+                    succ = _cw_success(logits.detach(), ys, targeted, kappa)
+                    improve = succ & (l2 < best_l2[idx])
+                    best_l2.index_copy_(0, idx, torch.where(improve, l2, best_l2[idx]))
+                    best_adv.index_copy_(0, idx, torch.where(bview(improve, xs), xp, best_adv[idx]))
+                    found.index_copy_(0, idx, found[idx] | succ)
+                    w = opt.step(w, g)
                     if box == "projected":
                         w = w.clamp(0.0, 1.0)
-                    if abort_early and it % check_every == 0:
-                        active &= ~(loss > prev * 0.9999)
-                        prev = loss
-                        if it > 0 and not bool(active.any()):
+                    if abort_early and it % check_every == 0 and it > 0:
+                        # the paper's abort: no 0.01% decrease over steps // 10 iterations, per example
+                        keep = (loss <= prev * 0.9999).nonzero().squeeze(1)
+                        if keep.numel() == 0:
                             break
+                        if keep.numel() < idx.numel():
+                            idx, xs, ys, cs, w, loss = idx[keep], xs[keep], ys[keep], cs[keep], w[keep], loss[keep]
+                            opt.keep(keep)
+                        prev = loss
+                    elif abort_early and it == 0:
+                        prev = loss
             # per-example binary search on c
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))

@@ -91,8 +91,10 @@ def deepfool(
                 wn = l2_norm(best_w).clamp_min(1e-12)
                 r_i = best_w * bview((best_f.abs() + 1e-4) / wn**2, best_w)
                 r_i = r_i * bview(still.to(x.dtype), r_i)  # examples just fooled keep their point
-                r_new = r_tot[idx] + r_i
-                r_tot.index_copy_(0, idx, r_new)
-                x_adv.index_copy_(0, idx, (x[idx] + (1 + overshoot) * r_new).clamp(0.0, 1.0))
+                x_new = (x[idx] + (1 + overshoot) * (r_tot[idx] + r_i)).clamp(0.0, 1.0)
+                # keep x_adv = x + (1 + overshoot) r_tot: drop the part of r the box clipped, so
+                # later steps start from the point actually reached instead of pushing against the box
+                r_tot.index_copy_(0, idx, (x_new - x[idx]) / (1 + overshoot))
+                x_adv.index_copy_(0, idx, x_new)
             idx = idx[still]
         return x_adv

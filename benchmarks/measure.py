@@ -46,10 +46,12 @@ def seed_all(seed: int) -> None:
 
 @dataclasses.dataclass
 class Run:
-    """What one library's attack produced: every repeat's wall time, the first repeat's outputs."""
+    """What one library's attack produced: every repeat's wall time and robust accuracy (each
+    repeat seeds the random starts differently), the first repeat's outputs."""
 
     library: str
     seconds: list = dataclasses.field(default_factory=list)
+    robust: list = dataclasses.field(default_factory=list)  # robust accuracy of every repeat
     x_adv: torch.Tensor | None = None
     rows: int = 0
     error: str | None = None
@@ -60,7 +62,8 @@ class Run:
 
 
 def timed_run(adapter, target, x, y, settings, run: Run) -> None:
-    """Run ``adapter`` once, append its wall time to ``run``; keep outputs of the first repeat."""
+    """Run ``adapter`` once, append its wall time and robust accuracy to ``run``; keep the
+    outputs of the first repeat.  ``settings.seed`` seeds every random start."""
     seed_all(settings.seed)
     target.torch.rows = 0
     start = time.perf_counter()
@@ -70,9 +73,11 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
         run.error = f"{type(err).__name__}: {err}"
         return
     run.seconds.append(time.perf_counter() - start)
+    x_adv = torch.as_tensor(x_adv).detach().to(x.dtype).reshape(x.shape).cpu()
     if run.x_adv is None:
-        run.x_adv = torch.as_tensor(x_adv).detach().to(x.dtype).reshape(x.shape).cpu()
+        run.x_adv = x_adv
         run.rows = target.torch.rows
+    run.robust.append(float((_predict(target.torch.model, x_adv) == y).float().mean()))
 
 
 @dataclasses.dataclass
@@ -81,7 +86,8 @@ class Metrics:
     seconds: float
     examples_per_second: float
     overhead: float | None
-    robust_accuracy: float
+    robust_accuracy: float  # mean over the repeats
+    robust_sem: float  # its standard error (0 with one repeat)
     success_rate: float
     median_l2_common: float
     eps_violations: int | None
@@ -106,7 +112,7 @@ def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | N
     for r in runs:
         if r.x_adv is None:
             nan = float("nan")
-            out.append(Metrics(r.library, nan, nan, None, nan, nan, nan, None, 0, nan, r.error))
+            out.append(Metrics(r.library, nan, nan, None, nan, nan, nan, nan, None, 0, nan, r.error))
             continue
         d = r.x_adv.double() - x.double()
         l2 = d.flatten(1).norm(dim=1)
@@ -118,7 +124,8 @@ def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | N
             seconds=t,
             examples_per_second=len(x) / t,
             overhead=t / (steps * fwd_bwd) if steps else None,
-            robust_accuracy=float((_predict(model, r.x_adv) == y).float().mean()),
+            robust_accuracy=statistics.fmean(r.robust),
+            robust_sem=statistics.stdev(r.robust) / len(r.robust) ** 0.5 if len(r.robust) > 1 else 0.0,
             success_rate=float(fooled[r.library].sum() / clean_ok.sum().clamp(min=1)),
             median_l2_common=float(l2[common].median()) if common.any() and fooled[r.library].any() else float("nan"),
             eps_violations=int((d.abs().flatten(1).amax(1) > eps).sum()) if eps is not None else None,

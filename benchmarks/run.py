@@ -127,7 +127,9 @@ def run_attack(attack, model, target, data, args, settings):
         fwd_bwd.append(measure.fwd_bwd_seconds(model, x, y))
         for lib in libs[rep % len(libs):] + libs[: rep % len(libs)]:
             bar.set_postfix_str(f"{lib} (repeat {rep + 1}/{repeats})")
-            measure.timed_run(attack.adapters[lib], target, x, y, settings, runs[lib])
+            # repeat r seeds every library's random starts with seed + r
+            measure.timed_run(attack.adapters[lib], target, x, y, dataclasses.replace(settings, seed=settings.seed + rep),
+                              runs[lib])
             for p in model.parameters():  # peers that call backward() leave weight gradients
                 p.grad = None
             bar.update()
@@ -156,9 +158,10 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         "",
         "## Settings",
         "",
-        "The same trained MNIST CNN (`advcourse.models.cnn.MnistCNN`: strided 4×4 convolutions with 16 and 32 "
-        "channels, FC 100, FC 10; trained on the 8,000 embedded training digits) and the same first N test "
-        "digits for every library.",
+        "The same trained MNIST CNNs (`advcourse.models.cnn.MnistCNN`: two strided 4×4 convolutions, FC 100, "
+        "FC 10; channels and training per model below; trained on the 8,000 embedded training digits) and the "
+        "same first N test digits (the embedded sets are class-interleaved, so N/10 of each digit) for every "
+        "library.",
         "",
     ]
     for attack in ATTACKS:
@@ -171,8 +174,9 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         "rotated each repeat); *overhead ×* = time ÷ (nominal steps × one forward+backward of the batch, "
         "measured in the same run); nominal steps are PGD's steps, C&W's binary-search steps × iterations, "
         "DeepFool's maximum iterations (one DeepFool iteration costs one forward and up to candidates − 1 "
-        "backward passes, and early stopping makes it < 1). *robust acc.* is over all N images; *success* over "
-        "the clean-correct ones; *median L2 (common)* over the images every library fooled; "
+        "backward passes, and early stopping makes it < 1). *robust acc.* is over all N images, the mean over "
+        "the repeats (repeat r seeds every library's random starts with seed + r); the other columns come from "
+        "the first repeat: *success* over the clean-correct ones; *median L2 (common)* over the images every library fooled; "
         "*ε viol.* counts images with max|x_adv − x| > ε computed in float64 (no tolerance); *box viol.* "
         "images with a value outside [0, 1]; *model evals / img* = rows the model was evaluated on ÷ N.",
         "",
@@ -181,7 +185,7 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         meta = res["meta"]
         lines += [f"## Model `{name}`", "",
                   f"Clean test accuracy {100 * meta['metrics']['test_accuracy']:.2f}% on the 2,000 embedded test "
-                  f"digits; training: {zoo.CONFIGS[name]}.", ""]
+                  f"digits; training: {zoo.CONFIGS[name]}. {zoo.DESCRIPTIONS[name]}", ""]
         body = []
         for key, r in res["attacks"].items():
             attack = next(a for a in ATTACKS if a.key == key)

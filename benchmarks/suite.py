@@ -47,8 +47,8 @@ ATTACKS = (
     ),
     Attack(
         "strong",
-        lambda s: (f"advcourse strong_evaluation (PGD-CE + PGD-margin, 100 steps × 5 restarts, Square 1000 "
-                   f"queries) vs torchattacks AutoAttack (standard), L∞ ε={s.eps}"),
+        lambda s: (f"advcourse strong_evaluation (PGD-CE + PGD-margin, 100 steps × 5 restarts, Square 5000 "
+                   f"queries with p_init 0.8) vs torchattacks AutoAttack (standard), L∞ ε={s.eps}"),
         {"advcourse": ad.advcourse_strong, "torchattacks": ad.torchattacks_autoattack},
         "n_aa", True, None, models=("fgsm-at",), repeated=False,
     ),

@@ -81,7 +81,7 @@ def holdout(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int = 0):
 
 
 def sample(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0):
-    """``n`` examples drawn at random without replacement (the embedded test set is sorted by class)."""
+    """``n`` examples drawn at random without replacement (a sample that does not depend on the data order)."""
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx], y[idx]
 

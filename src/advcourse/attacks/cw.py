@@ -169,8 +169,9 @@ def cw_l2(
     ``binary_search_steps`` rounds; with ``abort_early`` an example stops a
     round when its loss has not decreased by 0.01% over ``steps // 10``
     iterations, and leaves the batch (the model is no longer evaluated on it;
-    the authors' code stops the whole batch at once).  The result is, per example, the successful point with the
-    smallest L2 distortion over all rounds (``x`` itself if none succeeded).
+    the authors' code stops the whole batch at once).  The result is, per
+    example, the successful point with the smallest L2 distortion over all
+    rounds (``x`` itself if none succeeded).
 
     ``objective`` selects f1..f7 (:func:`cw_objective`) and ``box`` the
     box-constraint method of section V.B: ``"tanh"`` (change of variables),
@@ -233,16 +234,15 @@ def cw_l2(
                     w = opt.step(w, g)
                     if box == "projected":
                         w = w.clamp(0.0, 1.0)
-                    if abort_early and it % check_every == 0 and it > 0:
-                        # the paper's abort: no 0.01% decrease over steps // 10 iterations, per example
-                        keep = (loss <= prev * 0.9999).nonzero().squeeze(1)
-                        if keep.numel() == 0:
-                            break
-                        if keep.numel() < idx.numel():
-                            idx, xs, ys, cs, w, loss = idx[keep], xs[keep], ys[keep], cs[keep], w[keep], loss[keep]
-                            opt.keep(keep)
-                        prev = loss
-                    elif abort_early and it == 0:
+                    if abort_early and it % check_every == 0:
+                        if prev is not None:
+                            # the paper's abort: no 0.01% decrease over steps // 10 iterations, per example
+                            keep = (loss <= prev * 0.9999).nonzero().squeeze(1)
+                            if keep.numel() == 0:
+                                break
+                            if keep.numel() < idx.numel():
+                                idx, xs, ys, cs, w, loss = idx[keep], xs[keep], ys[keep], cs[keep], w[keep], loss[keep]
+                                opt.keep(keep)
                         prev = loss
             # per-example binary search on c
             upper = torch.where(found, torch.minimum(upper, const), upper)

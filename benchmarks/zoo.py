@@ -5,9 +5,10 @@
   (Wong, Rice & Kolter 2020, "Fast is better than free"): each step's FGSM example starts
   from a uniform random point of the eps-ball and takes one signed step of 1.25 eps,
   eps ramps up linearly over the first epochs, and the epoch with the best PGD accuracy
-  on 500 held-out training digits (50 per class) is kept.  Plain FGSM training at eps = 0.3 (Goodfellow
-  et al.'s recipe) overfits catastrophically on this small set: its FGSM accuracy is high
-  while PGD drives it to about 0%, which makes it useless for comparing attacks.
+  on 500 held-out training digits (50 per class) is kept.  Plain FGSM training at
+  eps = 0.3 (Goodfellow et al.'s recipe) overfits catastrophically on this small set: its
+  FGSM accuracy is high while PGD drives it to about 0%, which makes it useless for
+  comparing attacks.
 
 Both are cached with :func:`advcourse.cache.load_or_train` (folder ``$ADVCOURSE_CACHE``),
 so only the first benchmark run pays for training.
@@ -31,16 +32,21 @@ CONFIGS = {
     "undefended": dict(arch="MnistCNN(16,32,100)", epochs=8, batch_size=64, lr=2e-3, adv_eps=0.0, seed=0),
     "fgsm-at": dict(arch="MnistCNN(32,64,100)", epochs=30, batch_size=64, lr=2e-3, adv_eps=0.3,
                     fgsm_step=1.25, random_start=True, ramp_epochs=9, clean_weight=0.0,
-                    val_digits=500, val_attack="PGD-20, step 0.03", seed=0),
+                    val_digits=500, val_pgd_steps=20, val_pgd_alpha=0.03, seed=0),
 }
 
+
+def _describe(c: dict) -> str:
+    if not c["adv_eps"]:
+        return "Standard training (Adam, cross-entropy)."
+    return (f"FGSM adversarial training from a random start (one signed step of {c['fgsm_step']:g} ε), ε ramped "
+            f"up linearly over the first {c['ramp_epochs']} epochs, loss on the adversarial examples only; the "
+            f"epoch with the best PGD-{c['val_pgd_steps']} accuracy on {c['val_digits']} held-out training digits "
+            "is kept.")
+
+
 # one sentence per model for the results file
-DESCRIPTIONS = {
-    "undefended": "Standard training (Adam, cross-entropy).",
-    "fgsm-at": ("FGSM adversarial training from a random start (one signed step of 1.25 ε), ε ramped up "
-                "linearly over the first 9 epochs, loss on the adversarial examples only; the epoch with the "
-                "best PGD-20 accuracy on 500 held-out training digits is kept."),
-}
+DESCRIPTIONS = {name: _describe(config) for name, config in CONFIGS.items()}
 
 _ARCHS = {"MnistCNN(16,32,100)": ((16, 32), 100), "MnistCNN(32,64,100)": ((32, 64), 100)}
 
@@ -73,12 +79,13 @@ def _fit(model: torch.nn.Module, config: dict, data) -> dict:
     fit = dict(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"],
                progress=True, desc=f"train (adv eps={eps})")
     if eps > 0:
-        n_val = config["val_digits"]  # the first training digits (class-interleaved: 50 per class) held out
+        n_val = config["val_digits"]  # the first training digits held out (class-interleaved: balanced)
         x_val, y_val, x, y = x[:n_val], y[:n_val], x[n_val:], y[n_val:]
         batches = math.ceil(len(x) / config["batch_size"])
         fit.update(adversary=RampedFGSM(eps, config["fgsm_step"], config["ramp_epochs"] * batches),
                    clean_weight=config["clean_weight"], x_val=x_val, y_val=y_val, keep_best=True,
-                   val_adversary=functools.partial(pgd, eps=eps, alpha=0.03, steps=20, early_stop=True))
+                   val_adversary=functools.partial(pgd, eps=eps, alpha=config["val_pgd_alpha"],
+                                                   steps=config["val_pgd_steps"], early_stop=True))
     history = train(model, x, y, **fit)
     return {"test_accuracy": accuracy(model, data.x_test, data.y_test), "train_seconds": history["seconds"],
             "best_epoch": history["best_epoch"]}

@@ -31,7 +31,8 @@ def deepfool(
 
     accumulate ``r = sum_i r_i`` and set ``x_{i+1} = clip_[0,1](x + (1 + overshoot) r)``
     (the overshoot and the 1e-4 follow the authors' reference code; the clip to
-    the box is our addition).  For an affine classifier one step lands exactly
+    the box is our addition, and r keeps only what the clip let through, so
+    ``x_{i+1} = clip_[0,1](x_i + (1 + overshoot) r_i)``).  For an affine classifier one step lands exactly
     on the boundary of eq. (4)-(6): r = |f(x)| w / ||w||^2 (times 1 + overshoot).
 
     Only the ``num_candidates`` classes with the highest clean logits are
@@ -62,7 +63,6 @@ def deepfool(
         k = min(num_candidates, logits0.shape[1])
         # candidate classes: top-(k-1) clean logits other than y
         cand = logits0.scatter(1, y[:, None], float("-inf")).topk(k - 1, dim=1).indices  # (N, k-1)
-        r_tot = torch.zeros_like(x)
         x_adv = x.clone()
         idx = torch.arange(x.shape[0], device=x.device)[~success(logits0, y, False)]
         for it in range(max_iter):
@@ -91,10 +91,9 @@ def deepfool(
                 wn = l2_norm(best_w).clamp_min(1e-12)
                 r_i = best_w * bview((best_f.abs() + 1e-4) / wn**2, best_w)
                 r_i = r_i * bview(still.to(x.dtype), r_i)  # examples just fooled keep their point
-                x_new = (x[idx] + (1 + overshoot) * (r_tot[idx] + r_i)).clamp(0.0, 1.0)
-                # keep x_adv = x + (1 + overshoot) r_tot: drop the part of r the box clipped, so
-                # later steps start from the point actually reached instead of pushing against the box
-                r_tot.index_copy_(0, idx, (x_new - x[idx]) / (1 + overshoot))
-                x_adv.index_copy_(0, idx, x_new)
+                # x + (1 + overshoot)(r + r_i) with r the total step applied so far, i.e. the point
+                # reached plus the scaled new step: the part of r the box clipped is dropped, so later
+                # steps start from the point actually reached instead of pushing against the box
+                x_adv.index_copy_(0, idx, (x_adv[idx] + (1 + overshoot) * r_i).clamp(0.0, 1.0))
             idx = idx[still]
         return x_adv

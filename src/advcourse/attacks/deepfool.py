@@ -39,7 +39,9 @@ def deepfool(
     considered (as in the reference code).  The loop runs batched over the
     examples still correctly classified; each example stops as soon as it is
     misclassified (or after ``max_iter`` iterations, returning its last iterate).
-    One forward and ``num_candidates - 1`` input-gradient passes per iteration.
+    Per iteration one forward pass (two when some examples were just fooled:
+    the rest are evaluated again without them) and one vectorised backward pass
+    for the ``num_candidates - 1`` gradients ``w'_k``.
 
     Args:
         model: logits model (N, K).  x: (N, ...) float in [0, 1].  y: true labels (N,).
@@ -71,29 +73,34 @@ def deepfool(
             xi = x_adv[idx].requires_grad_(True)
             with torch.enable_grad():
                 logits = model(xi)
-                # examples fooled by the previous step stop here (their point is final)
-                still = ~success(logits.detach(), y[idx], False) if it > 0 else torch.ones_like(idx, dtype=torch.bool)
-                z_y = logits.gather(1, y[idx, None]).squeeze(1)
-                best_ratio = torch.full((idx.numel(),), float("inf"), device=x.device, dtype=x.dtype)
-                best_f = torch.zeros_like(best_ratio)
-                best_w = torch.zeros_like(xi)
-                ci = cand[idx]
-                for j in range(k - 1):
-                    fj = logits.gather(1, ci[:, j : j + 1]).squeeze(1) - z_y  # f'_k
-                    (wj,) = torch.autograd.grad(fj.sum(), xi, retain_graph=j < k - 2)
-                    fj = fj.detach()
-                    ratio = fj.abs() / l2_norm(wj).clamp_min(1e-12)
-                    take = ratio < best_ratio
-                    best_ratio = torch.where(take, ratio, best_ratio)
-                    best_f = torch.where(take, fj, best_f)
-                    best_w = torch.where(bview(take, wj), wj, best_w)
+            if it > 0:
+                # examples fooled by the previous step stop here (their point is final); the rest are
+                # evaluated again without them, so no gradient is spent on a finished example
+                still = ~success(logits.detach(), y[idx], False)
+                if not bool(still.all()):
+                    idx = idx[still]
+                    if idx.numel() == 0:
+                        break
+                    xi = x_adv[idx].requires_grad_(True)
+                    with torch.enable_grad():
+                        logits = model(xi)
             with torch.no_grad():
+                ci = cand[idx]
+                # f'_k = f_k - f_y for every candidate, and the one-hot differences that select it
+                f = logits.gather(1, ci) - logits.gather(1, y[idx, None])  # (n, k-1)
+                eye = torch.eye(logits.shape[1], device=x.device, dtype=logits.dtype)
+                sel = (eye[ci] - eye[y[idx]][:, None, :]).transpose(0, 1)  # (k-1, n, K)
+            # w'_k for all candidates in one vectorised backward pass (k-1 vector-Jacobian products)
+            (w,) = torch.autograd.grad(logits, xi, grad_outputs=sel, is_grads_batched=True)  # (k-1, n, ...)
+            with torch.no_grad():
+                ratio = f.abs() / l2_norm(w.flatten(0, 1)).view(k - 1, -1).T.clamp_min(1e-12)  # eq. (12)
+                l = ratio.argmin(1)  # the first of equal minima, as a loop over candidates would pick
+                rows = torch.arange(idx.numel(), device=x.device)
+                best_f, best_w = f[rows, l], w[l, rows]
                 wn = l2_norm(best_w).clamp_min(1e-12)
                 r_i = best_w * bview((best_f.abs() + 1e-4) / wn**2, best_w)
-                r_i = r_i * bview(still.to(x.dtype), r_i)  # examples just fooled keep their point
                 # x + (1 + overshoot)(r + r_i) with r the total step applied so far, i.e. the point
                 # reached plus the scaled new step: the part of r the box clipped is dropped, so later
                 # steps start from the point actually reached instead of pushing against the box
                 x_adv.index_copy_(0, idx, (x_adv[idx] + (1 + overshoot) * r_i).clamp(0.0, 1.0))
-            idx = idx[still]
         return x_adv

@@ -95,9 +95,35 @@ def _cw_success(logits, y, targeted, kappa):
 
 
 class _Adam:
-    """Adam (Kingma & Ba) on one tensor with a per-example 'active' mask: frozen
-    examples keep their variable *and* their moment estimates, so each example's
-    trajectory is independent of the rest of the batch."""
+    """Adam (Kingma & Ba 2015) on a batch tensor whose rows all step together.
+
+    Rows may leave between steps (:meth:`keep`, when the batch is compacted); the moment
+    estimates of the remaining rows stay with them, so each example's trajectory does not
+    depend on the rest of the batch.
+    """
+
+    def __init__(self, var, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.lr, (self.b1, self.b2), self.eps, self.t = lr, betas, eps, 0
+        self.m = torch.zeros_like(var)
+        self.v = torch.zeros_like(var)
+
+    def step(self, var, g):
+        """``var - lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected moments (a new tensor)."""
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        denom = (self.v / (1 - self.b2**self.t)).sqrt_().add_(self.eps)
+        return var.addcdiv(self.m, denom, value=-self.lr / (1 - self.b1**self.t))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the moment estimates of ``rows``."""
+        self.m, self.v = self.m[rows], self.v[rows]
+
+
+class _MaskedAdam:
+    """Adam with a per-example 'active' mask: frozen examples keep their variable *and*
+    their moment estimates (and step count), so each example's trajectory is independent
+    of the rest of the batch."""
 
     def __init__(self, var, lr, betas=(0.9, 0.999), eps=1e-8):
         self.lr, (self.b1, self.b2), self.eps = lr, betas, eps
@@ -105,14 +131,8 @@ class _Adam:
         self.v = torch.zeros_like(var)
         self.t = torch.zeros(var.shape[0], device=var.device, dtype=var.dtype)
 
-    def step(self, var, g, active=None):
-        """One Adam step; rows where ``active`` is False keep their variable and moments."""
-        if active is None:  # every row steps (the batch holds only active examples)
-            self.t = self.t + 1
-            self.m = self.b1 * self.m + (1 - self.b1) * g
-            self.v = self.b2 * self.v + (1 - self.b2) * g * g
-            t = bview(self.t, var)
-            return var - self.lr * (self.m / (1 - self.b1**t)) / ((self.v / (1 - self.b2**t)).sqrt() + self.eps)
+    def step(self, var, g, active):
+        """One Adam step on the rows where ``active`` (bool (N,)) is True."""
         a = bview(active, var)
         self.t = self.t + active.to(var.dtype)
         self.m = torch.where(a, self.b1 * self.m + (1 - self.b1) * g, self.m)
@@ -122,9 +142,11 @@ class _Adam:
         vhat = self.v / (1 - self.b2**t)
         return torch.where(a, var - self.lr * mhat / (vhat.sqrt() + self.eps), var)
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the moment estimates of ``rows`` (when the batch is compacted)."""
-        self.m, self.v, self.t = self.m[rows], self.v[rows], self.t[rows]
+
+def _write_back(idx, targets, values):
+    """``target[idx] = value`` for each pair: a compacted batch's rows back to the full batch."""
+    for target, value in zip(targets, values):
+        target.index_copy_(0, idx, value)
 
 
 def _to_var(x, box):
@@ -209,9 +231,12 @@ def cw_l2(
         check_every = max(steps // 10, 1)
         all_rows = torch.arange(n, device=x.device)
         for _ in range(binary_search_steps):
-            found = torch.zeros(n, dtype=torch.bool, device=x.device)
-            # the examples still optimised in this round; aborted ones leave the batch
+            # This round's batch: every example until it aborts.  Its best-so-far (l2, point) and
+            # success flag are kept in batch order and written back when the batch shrinks.
             idx, xs, ys, cs = all_rows, x, y, const
+            b_l2, b_adv = best_l2.clone(), best_adv.clone()
+            b_found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            found = torch.zeros(n, dtype=torch.bool, device=x.device)
             w = _to_var(x, box)
             opt = _Adam(w, lr)
             prev = None
@@ -224,14 +249,13 @@ def cw_l2(
                     loss = l2 + cs * cw_objective(logits, ys, objective, targeted=targeted, kappa=kappa)
                     (g,) = torch.autograd.grad(loss.sum(), w)
                 with torch.no_grad():
-                    w = w.detach()
                     xp, l2, loss = xp.detach(), l2.detach(), loss.detach()
                     succ = _cw_success(logits.detach(), ys, targeted, kappa)
-                    improve = succ & (l2 < best_l2[idx])
-                    best_l2.index_copy_(0, idx, torch.where(improve, l2, best_l2[idx]))
-                    best_adv.index_copy_(0, idx, torch.where(bview(improve, xs), xp, best_adv[idx]))
-                    found.index_copy_(0, idx, found[idx] | succ)
-                    w = opt.step(w, g)
+                    improve = succ & (l2 < b_l2)
+                    b_l2 = torch.where(improve, l2, b_l2)
+                    b_adv = torch.where(bview(improve, xs), xp, b_adv)
+                    b_found |= succ
+                    w = opt.step(w.detach(), g)
                     if box == "projected":
                         w = w.clamp(0.0, 1.0)
                     if abort_early and it % check_every == 0:
@@ -241,9 +265,12 @@ def cw_l2(
                             if keep.numel() == 0:
                                 break
                             if keep.numel() < idx.numel():
+                                _write_back(idx, (best_l2, best_adv, found), (b_l2, b_adv, b_found))
                                 idx, xs, ys, cs, w, loss = idx[keep], xs[keep], ys[keep], cs[keep], w[keep], loss[keep]
+                                b_l2, b_adv, b_found = b_l2[keep], b_adv[keep], b_found[keep]
                                 opt.keep(keep)
                         prev = loss
+            _write_back(idx, (best_l2, best_adv, found), (b_l2, b_adv, b_found))
             # per-example binary search on c
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))
@@ -328,7 +355,7 @@ def cw_linf(
                 break
             xs, ys, ts, cs = x[idx], y[idx], tau[idx], const[idx]
             w = _tanh_var(result[idx])  # warm start from the previous solution
-            opt = _Adam(w, lr)
+            opt = _MaskedAdam(w, lr)
             active = torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
             sol = xs.clone()
             for it in range(steps):
@@ -430,7 +457,7 @@ def cw_l0(
             xs, ys, cs = x[idx], y[idx], const[idx]
             vmask = _pixel_mask_to_x(valid[idx], xs).to(x.dtype)
             w = _tanh_var(prev[idx])
-            opt = _Adam(w, lr)
+            opt = _MaskedAdam(w, lr)
             active = torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
             sol, sol_g = xs.clone(), torch.zeros_like(xs)
             for it in range(steps):

@@ -13,6 +13,12 @@ def bview(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (x.ndim - 1)))
 
 
+def write_rows(idx: torch.Tensor, targets, values) -> None:
+    """``target[idx] = value`` for each pair: the rows of a compacted batch back into the full one."""
+    for target, value in zip(targets, values):
+        target.index_copy_(0, idx, value)
+
+
 def l2_norm(t: torch.Tensor) -> torch.Tensor:
     """Per-example L2 norm, shape (N,)."""
     return t.flatten(1).norm(p=2, dim=1)
@@ -74,8 +80,8 @@ def project_linf_exact(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torc
 
 
 def clamp_linf(x_new: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Fast in-loop projection with lo = max(x-eps, 0), hi = min(x+eps, 1)."""
-    return torch.max(torch.min(x_new, hi), lo)
+    """Fast in-loop projection with lo = max(x-eps, 0), hi = min(x+eps, 1) (one pass: lo <= hi)."""
+    return torch.clamp(x_new, lo, hi)
 
 
 def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:

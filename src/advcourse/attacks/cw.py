@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import bview, margin
+from ._utils import bview, margin, write_rows
 from ._utils import success as _succ
 from ._validate import (
     check_choice,
@@ -143,12 +143,6 @@ class _MaskedAdam:
         return torch.where(a, var - self.lr * mhat / (vhat.sqrt() + self.eps), var)
 
 
-def _write_back(idx, targets, values):
-    """``target[idx] = value`` for each pair: a compacted batch's rows back to the full batch."""
-    for target, value in zip(targets, values):
-        target.index_copy_(0, idx, value)
-
-
 def _to_var(x, box):
     if box == "tanh":
         return torch.atanh((2 * x - 1) * (1 - 1e-6))
@@ -261,16 +255,19 @@ def cw_l2(
                     if abort_early and it % check_every == 0:
                         if prev is not None:
                             # the paper's abort: no 0.01% decrease over steps // 10 iterations, per example
-                            keep = (loss <= prev * 0.9999).nonzero().squeeze(1)
+                            going = loss <= prev * 0.9999
+                            keep = going.nonzero().squeeze(1)
                             if keep.numel() == 0:
                                 break
                             if keep.numel() < idx.numel():
-                                _write_back(idx, (best_l2, best_adv, found), (b_l2, b_adv, b_found))
+                                leave = (~going).nonzero().squeeze(1)
+                                write_rows(idx[leave], (best_l2, best_adv, found),
+                                           (b_l2[leave], b_adv[leave], b_found[leave]))
                                 idx, xs, ys, cs, w, loss = idx[keep], xs[keep], ys[keep], cs[keep], w[keep], loss[keep]
                                 b_l2, b_adv, b_found = b_l2[keep], b_adv[keep], b_found[keep]
                                 opt.keep(keep)
                         prev = loss
-            _write_back(idx, (best_l2, best_adv, found), (b_l2, b_adv, b_found))
+            write_rows(idx, (best_l2, best_adv, found), (b_l2, b_adv, b_found))
             # per-example binary search on c
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._utils import (
+    write_rows,
     bview,
     clamp_linf,
     l2_norm,
@@ -15,7 +16,6 @@ from ._utils import (
     objective,
     project_l2,
     project_l2_exact,
-    project_linf_exact,
     rand,
     randn,
     success,
@@ -51,13 +51,9 @@ def _random_start(x, eps, norm, generator):
     return (x + delta).clamp(0.0, 1.0)
 
 
-def _update_best(best, best_succ, best_score, idx, x_cur, succ, score):
-    """Keep per example the best point seen: successful beats unsuccessful, then higher score."""
-    old_s, old_score = best_succ[idx], best_score[idx]
-    better = (succ & ~old_s) | ((succ == old_s) & (score > old_score))
-    best.index_copy_(0, idx, torch.where(bview(better, x_cur), x_cur, best[idx]))
-    best_succ.index_copy_(0, idx, old_s | succ)
-    best_score.index_copy_(0, idx, torch.where(better, score, old_score))
+def _better(succ, score, old_succ, old_score):
+    """Where the new point beats the best so far: successful beats unsuccessful, then higher score."""
+    return (succ & ~old_succ) | ((succ == old_succ) & (score > old_score))
 
 
 def _iterative(model, x, y, *, eps, alpha, steps, restarts, norm, targeted, loss, early_stop, random_start, generator):
@@ -72,6 +68,8 @@ def _iterative(model, x, y, *, eps, alpha, steps, restarts, norm, targeted, loss
     best_succ = success(logits0, y, targeted)
     best_score = objective(logits0, y, loss, targeted)
     all_idx = torch.arange(n, device=x.device)
+    if norm == "inf":
+        lo_all, hi_all = linf_bounds(x, eps)  # exact, so the final projection needs no second pass
     check_every = _CHECK_EVERY.get(x.device.type, _CHECK_EVERY_DEFAULT)
     for r in range(restarts):
         if r == 0:
@@ -81,46 +79,57 @@ def _iterative(model, x, y, *, eps, alpha, steps, restarts, norm, targeted, loss
             if idx.numel() == 0:
                 break
         xs, ys = x[idx], y[idx]
+        # the best point so far of the examples in the batch, in batch order (written back as they leave)
+        b_x, b_succ, b_score = best[idx], best_succ[idx], best_score[idx]
         if norm == "inf":
-            lo, hi = linf_bounds(xs, eps)
+            lo, hi = lo_all[idx], hi_all[idx]
         xa = _random_start(xs, eps, norm, generator) if random_start else xs.clone()
         active = torch.ones(idx.shape[0], dtype=torch.bool, device=x.device)
-        for t in range(steps):
-            xr = xa.requires_grad_(True)
+        for t in range(steps + 1):
+            xr = xa.requires_grad_(t < steps)
             with torch.enable_grad():
                 logits = model(xr)
                 obj = objective(logits, ys, loss, targeted)
-                (g,) = torch.autograd.grad(obj.sum(), xr)
-            xa = xa.detach()
             with torch.no_grad():
                 succ = success(logits.detach(), ys, targeted)
-                _update_best(best, best_succ, best_score, idx, xa, succ, obj.detach())
+                better = _better(succ, obj.detach(), b_succ, b_score)
+                b_x = torch.where(bview(better, xa), xa.detach(), b_x)
+                b_succ, b_score = b_succ | succ, torch.where(better, obj.detach(), b_score)
+            if t == steps:  # the last point is only evaluated
+                break
+            (g,) = torch.autograd.grad(obj.sum(), xr)
+            xa = xa.detach()
+            with torch.no_grad():
                 if norm == "inf":
-                    x_new = clamp_linf(xa + alpha * g.sign(), lo, hi)
+                    x_new = clamp_linf(xa.add(g.sign(), alpha=alpha), lo, hi)
                 else:
                     step = g / bview(l2_norm(g).clamp_min(1e-30), g)
                     x_new = project_l2(xa + alpha * step, xs, eps)
                 if early_stop:
                     active &= ~succ
-                    xa = torch.where(bview(active, xa), x_new, xa)
-                    if (t + 1) % check_every == 0 and t + 1 < steps:
+                    if (t + 1) % check_every == 0:
                         keep = active.nonzero().squeeze(1)
-                        if keep.numel() == 0:
-                            break
                         if keep.numel() < active.numel():
-                            idx, xs, ys, xa, active = idx[keep], xs[keep], ys[keep], xa[keep], active[keep]
+                            leave = (~active).nonzero().squeeze(1)
+                            write_rows(idx[leave], (best, best_succ, best_score),
+                                       (b_x[leave], b_succ[leave], b_score[leave]))
+                            idx, ys, active, x_new = idx[keep], ys[keep], active[keep], x_new[keep]
+                            b_x, b_succ, b_score = b_x[keep], b_succ[keep], b_score[keep]
+                            if keep.numel() == 0:
+                                break
                             if norm == "inf":
                                 lo, hi = lo[keep], hi[keep]
+                            else:
+                                xs = xs[keep]
+                        xa = x_new  # every example left in the batch is still active
+                    else:  # fooled examples keep their point until the next check
+                        xa = torch.where(bview(active, xa), x_new, xa)
                 else:
                     xa = x_new
-        else:
-            with torch.no_grad():
-                logits = model(xa)
-                _update_best(best, best_succ, best_score, idx, xa, success(logits, ys, targeted),
-                             objective(logits, ys, loss, targeted))
+        write_rows(idx, (best, best_succ, best_score), (b_x, b_succ, b_score))
     with torch.no_grad():
         if norm == "inf":
-            return project_linf_exact(best, x, eps)
+            return clamp_linf(best, lo_all, hi_all)  # the exact bounds: inside the ε-ball in float64
         return project_l2_exact(best, x, eps)
 
 

@@ -46,15 +46,18 @@ class Settings:
 
 
 class Counted(nn.Module):
-    """The model, counting the examples it is evaluated on (forward passes x batch rows)."""
+    """The model, counting the examples it is evaluated on (forward passes x batch rows) and
+    recording every call as (rows, whether the input requires a gradient)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.rows = 0
+        self.calls: list[tuple[int, bool]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rows += x.shape[0]
+        self.calls.append((x.shape[0], torch.is_grad_enabled() and x.requires_grad))
         return self.model(x)
 
 

@@ -10,7 +10,10 @@ Metrics, all computed here the same way for every library from its returned ``x_
   float64 from the float32 tensors and compared with eps as a double -- no tolerance;
 * box violations: images with a value outside [0, 1] (or not finite);
 * overhead factor: median wall time / (nominal steps x one forward+backward of the batch);
-* model rows per image: how many times the model saw each image (all forward passes).
+* model rows per image: how many times the model saw each image (all forward passes);
+* model-only time (advcourse's PGD and C&W): the model's calls of the first repeat replayed on
+  the bare model, each call with a gradient as one forward + one input-gradient backward --
+  the time the attack would take with no work of its own, which bounds its speed-up.
 """
 
 from __future__ import annotations
@@ -38,6 +41,24 @@ def fwd_bwd_seconds(model, x: torch.Tensor, y: torch.Tensor, repeats: int = 7) -
     return statistics.median(times)
 
 
+def model_seconds(model, x: torch.Tensor, y: torch.Tensor, calls: list[tuple[int, bool]]) -> float:
+    """Wall time of replaying ``calls`` [(rows, with gradient)] on ``model`` with rows of ``x``:
+    forward only, or forward + backward of the summed CE loss to the input."""
+    n = len(x)
+    batches = {rows: (x[torch.arange(rows) % n], y[torch.arange(rows) % n]) for rows, _ in calls}
+    start = time.perf_counter()
+    for rows, grad in calls:
+        xb, yb = batches[rows]
+        if grad:
+            xr = xb.clone().requires_grad_(True)
+            with torch.enable_grad():
+                torch.autograd.grad(F.cross_entropy(model(xr), yb, reduction="sum"), xr)
+        else:
+            with torch.no_grad():
+                model(xb)
+    return time.perf_counter() - start
+
+
 def seed_all(seed: int) -> None:
     """The peers draw their random starts from the global torch / numpy generators."""
     torch.manual_seed(seed)
@@ -54,6 +75,7 @@ class Run:
     robust: list = dataclasses.field(default_factory=list)  # robust accuracy of every repeat
     x_adv: torch.Tensor | None = None
     rows: int = 0
+    calls: list = dataclasses.field(default_factory=list)  # the model's calls in the first repeat
     error: str | None = None
 
     @property
@@ -65,7 +87,7 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
     """Run ``adapter`` once, append its wall time and robust accuracy to ``run``; keep the
     outputs of the first repeat.  ``settings.seed`` seeds every random start."""
     seed_all(settings.seed)
-    target.torch.rows = 0
+    target.torch.rows, target.torch.calls = 0, []
     start = time.perf_counter()
     try:
         x_adv = adapter(target, x.clone(), y.clone(), settings)
@@ -76,7 +98,7 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
     x_adv = torch.as_tensor(x_adv).detach().to(x.dtype).reshape(x.shape).cpu()
     if run.x_adv is None:
         run.x_adv = x_adv
-        run.rows = target.torch.rows
+        run.rows, run.calls = target.torch.rows, target.torch.calls
     run.robust.append(float((_predict(target.torch.model, x_adv) == y).float().mean()))
 
 
@@ -93,6 +115,7 @@ class Metrics:
     eps_violations: int | None
     box_violations: int
     rows_per_image: float
+    model_seconds: float | None = None  # the bare model's time for this library's calls, if replayed
     error: str | None = None
 
 
@@ -102,8 +125,9 @@ def _predict(model, x, batch_size=1000):
 
 
 def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | None,
-              fwd_bwd: float) -> list[Metrics]:
-    """Metrics of every library on one attack (``eps`` None: no eps-ball; ``steps`` None: no overhead)."""
+              fwd_bwd: float, replay: tuple = ()) -> list[Metrics]:
+    """Metrics of every library on one attack (``eps`` None: no eps-ball; ``steps`` None: no overhead;
+    the libraries in ``replay`` get their model-only time)."""
     clean_ok = _predict(model, x) == y
     done = [r for r in runs if r.x_adv is not None]
     fooled = {r.library: clean_ok & (_predict(model, r.x_adv) != y) for r in done}
@@ -131,6 +155,8 @@ def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | N
             eps_violations=int((d.abs().flatten(1).amax(1) > eps).sum()) if eps is not None else None,
             box_violations=int((~in_box).sum()),
             rows_per_image=r.rows / len(x),
+            model_seconds=(statistics.median(model_seconds(model, x, y, r.calls) for _ in range(3))
+                           if r.library in replay else None),
         ))
     return out
 

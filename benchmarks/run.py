@@ -136,7 +136,8 @@ def run_attack(attack, model, target, data, args, settings):
     bar.close()
     fb = sorted(fwd_bwd)[len(fwd_bwd) // 2]
     metrics = measure.summarise(model, x, y, list(runs.values()), eps=settings.eps if attack.linf else None,
-                                steps=attack.steps(settings) if attack.steps else None, fwd_bwd=fb)
+                                steps=attack.steps(settings) if attack.steps else None, fwd_bwd=fb,
+                                replay=("advcourse",) if attack.replay else ())
     return dict(metrics=metrics, n=n, fwd_bwd=fb, common=measure.common_count(model, x, y, list(runs.values())),
                 repeats=repeats)
 

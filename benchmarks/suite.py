@@ -19,6 +19,9 @@ class Attack:
     steps: Callable[[Settings], int] | None  # nominal gradient steps, for the overhead factor
     models: tuple = ("undefended", "fgsm-at")
     repeated: bool = True  # timed over --repeats (else --aa-repeats)
+    # advcourse's calls replayed on the bare model (its model-only time); only where each of its
+    # calls with a gradient is followed by exactly one backward pass, as the replay assumes
+    replay: bool = False
 
 
 ATTACKS = (
@@ -27,7 +30,7 @@ ATTACKS = (
         lambda s: f"PGD-{s.pgd_steps}, L∞ ε={s.eps}, α={s.pgd_alpha}, random start",
         {"advcourse": ad.advcourse_pgd, "torchattacks": ad.torchattacks_pgd, "foolbox": ad.foolbox_pgd,
          "art": ad.art_pgd},
-        "n_pgd", True, lambda s: s.pgd_steps,
+        "n_pgd", True, lambda s: s.pgd_steps, replay=True,
     ),
     Attack(
         "cw",
@@ -35,7 +38,7 @@ ATTACKS = (
                    f"lr={s.cw_lr}, κ={s.cw_kappa}, initial c={s.cw_c}"),
         {"advcourse": ad.advcourse_cw, "torchattacks": ad.torchattacks_cw, "foolbox": ad.foolbox_cw,
          "art": ad.art_cw},
-        "n_cw", False, lambda s: s.cw_binary_steps * s.cw_steps,
+        "n_cw", False, lambda s: s.cw_binary_steps * s.cw_steps, replay=True,
     ),
     Attack(
         "deepfool",

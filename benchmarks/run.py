@@ -179,7 +179,11 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         "the repeats (repeat r seeds every library's random starts with seed + r); the other columns come from "
         "the first repeat: *success* over the clean-correct ones; *median L2 (common)* over the images every library fooled; "
         "*ε viol.* counts images with max|x_adv − x| > ε computed in float64 (no tolerance); *box viol.* "
-        "images with a value outside [0, 1]; *model evals / img* = rows the model was evaluated on ÷ N.",
+        "images with a value outside [0, 1]; *model evals / img* = rows the model was evaluated on ÷ N "
+        "(forward passes; a backward pass is not counted). The speed targets of PGD and C&W also state the "
+        "ratio *at zero overhead*: the peer's time ÷ the time the bare model takes for advcourse's own "
+        "model calls (recorded in the first repeat and replayed, each call with a gradient as one "
+        "forward + backward) — the most any implementation making those calls could reach.",
         "",
     ]
     for name, res in per_model.items():

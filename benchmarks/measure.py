@@ -11,9 +11,10 @@ Metrics, all computed here the same way for every library from its returned ``x_
 * box violations: images with a value outside [0, 1] (or not finite);
 * overhead factor: median wall time / (nominal steps x one forward+backward of the batch);
 * model rows per image: how many times the model saw each image (all forward passes);
-* model-only time (advcourse's PGD and C&W): the model's calls of the first repeat replayed on
-  the bare model, each call with a gradient as one forward + one input-gradient backward --
-  the time the attack would take with no work of its own, which bounds its speed-up.
+* model-only time (advcourse's PGD and C&W): the model's calls of each repeat replayed on the
+  bare model right after the attack, each call with a gradient as one forward + one
+  input-gradient backward (median over the repeats) -- the time the attack would take with no
+  work of its own, which bounds its speed-up.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class Run:
     robust: list = dataclasses.field(default_factory=list)  # robust accuracy of every repeat
     x_adv: torch.Tensor | None = None
     rows: int = 0
-    calls: list = dataclasses.field(default_factory=list)  # the model's calls in the first repeat
     error: str | None = None
 
     @property
@@ -98,7 +98,7 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
     x_adv = torch.as_tensor(x_adv).detach().to(x.dtype).reshape(x.shape).cpu()
     if run.x_adv is None:
         run.x_adv = x_adv
-        run.rows, run.calls = target.torch.rows, target.torch.calls
+        run.rows = target.torch.rows
     run.robust.append(float((_predict(target.torch.model, x_adv) == y).float().mean()))
 
 
@@ -125,9 +125,9 @@ def _predict(model, x, batch_size=1000):
 
 
 def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | None,
-              fwd_bwd: float, replay: tuple = ()) -> list[Metrics]:
+              fwd_bwd: float, model_only: dict | None = None) -> list[Metrics]:
     """Metrics of every library on one attack (``eps`` None: no eps-ball; ``steps`` None: no overhead;
-    the libraries in ``replay`` get their model-only time)."""
+    ``model_only``: library -> its model-only time, where it was measured)."""
     clean_ok = _predict(model, x) == y
     done = [r for r in runs if r.x_adv is not None]
     fooled = {r.library: clean_ok & (_predict(model, r.x_adv) != y) for r in done}
@@ -155,8 +155,7 @@ def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | N
             eps_violations=int((d.abs().flatten(1).amax(1) > eps).sum()) if eps is not None else None,
             box_violations=int((~in_box).sum()),
             rows_per_image=r.rows / len(x),
-            model_seconds=(statistics.median(model_seconds(model, x, y, r.calls) for _ in range(3))
-                           if r.library in replay else None),
+            model_seconds=(model_only or {}).get(r.library),
         ))
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import pytest
@@ -102,6 +103,24 @@ def test_early_stop_keeps_robust_accuracy_and_restarts_help():
     assert _robust_acc(model, a, y) == _robust_acc(model, b, y)
     c = A.pgd(model, x, y, eps=0.03, steps=10, restarts=4, generator=torch.Generator().manual_seed(0))
     assert _robust_acc(model, c, y) <= _robust_acc(model, a, y)
+
+
+@pytest.mark.parametrize("norm,eps", [("inf", 0.03), ("2", 0.3)])
+def test_early_stop_with_sparse_checks_gives_the_same_points(monkeypatch, norm, eps):
+    """On an accelerator early stopping checks every few steps (fooled examples are frozen in
+    place until then); the CPU checks every step.  Both must return the same points."""
+    pgd_module = importlib.import_module("advcourse.attacks.pgd")  # the module (the package exports the function)
+
+    model = make_mlp(5)
+    x = images(48, seed=8)
+    y = predict(model, x)
+    kw = dict(eps=eps, steps=12, restarts=2, norm=norm, early_stop=True)
+    every = A.pgd(model, x, y, **kw, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setitem(pgd_module._CHECK_EVERY, "cpu", 5)
+    sparse = A.pgd(model, x, y, **kw, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(predict(model, every) != y, predict(model, sparse) != y)
+    assert 0 < int((predict(model, every) != y).sum()) < len(x)  # some fooled, some not: both paths used
+    assert torch.allclose(every, sparse, atol=1e-6)
 
 
 def test_generator_makes_pgd_reproducible():

@@ -277,3 +277,21 @@ def test_cw_l2_abort_early_drops_converged_examples(linear_case):
     # batch independence survives the compaction
     one = torch.cat([A.cw_l2(model, x[i:i + 1], y[i:i + 1], c=1.0, steps=300, binary_search_steps=4) for i in range(4)])
     assert torch.allclose(one, x_early[:4], atol=1e-6)
+
+
+def test_cw_l2_returns_x_where_x_already_succeeds(linear_case):
+    # Labels the model already gets wrong: distortion 0 is optimal, so x comes back exactly and
+    # the model is never evaluated on it again; the other examples are unaffected.
+    model, x, y, _ = linear_case
+    wrong = (y + 1) % 5
+    y_mixed = torch.where(torch.arange(len(y)) % 3 == 0, wrong, y)
+    counter = _RowCounter(model)
+    x_adv = A.cw_l2(counter, x, y_mixed, c=1.0, steps=50, binary_search_steps=2, abort_early=False)
+    skip = y_mixed != y
+    assert torch.equal(x_adv[skip], x[skip])
+    assert counter.rows == len(x) + int((~skip).sum()) * 50 * 2  # one clean check, then only the rest
+    rest = A.cw_l2(model, x[~skip], y[~skip], c=1.0, steps=50, binary_search_steps=2, abort_early=False)
+    assert torch.allclose(x_adv[~skip], rest, atol=1e-6)
+    # targeted: an example already classified as its target is returned as it is
+    x_t = A.cw_l2(model, x[:4], y[:4], targeted=True, c=1.0, steps=20, binary_search_steps=2)
+    assert torch.equal(x_t, x[:4])

@@ -187,7 +187,7 @@ def cw_l2(
     iterations, and leaves the batch (the model is no longer evaluated on it;
     the authors' code stops the whole batch at once).  The result is, per
     example, the successful point with the smallest L2 distortion over all
-    rounds (``x`` itself if none succeeded).
+    rounds (``x`` itself if none succeeded, or if ``x`` already succeeds).
 
     ``objective`` selects f1..f7 (:func:`cw_objective`) and ``box`` the
     box-constraint method of section V.B: ``"tanh"`` (change of variables),
@@ -216,22 +216,26 @@ def cw_l2(
     n = x.shape[0]
     with eval_mode(model):
         with torch.no_grad():
-            check_logits(model(x), y)
+            logits0 = model(x)
+        check_logits(logits0, y)
         lower = torch.zeros(n, device=x.device, dtype=x.dtype)
         upper = torch.full((n,), 1e10, device=x.device, dtype=x.dtype)
         const = torch.full((n,), c, device=x.device, dtype=x.dtype)
-        best_l2 = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+        # an example that already succeeds (with confidence kappa) has distortion 0: x itself is
+        # its answer and it is not optimised (the attack's first iterate would be x up to rounding)
+        done = _cw_success(logits0, y, targeted, kappa)
+        best_l2 = torch.where(done, 0.0, float("inf")).to(x.dtype)
         best_adv = x.clone()
         check_every = max(steps // 10, 1)
-        all_rows = torch.arange(n, device=x.device)
-        for _ in range(binary_search_steps):
-            # This round's batch: every example until it aborts.  Its best-so-far (l2, point) and
-            # success flag are kept in batch order and written back when the batch shrinks.
-            idx, xs, ys, cs = all_rows, x, y, const
-            b_l2, b_adv = best_l2.clone(), best_adv.clone()
-            b_found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        todo = (~done).nonzero().squeeze(1)
+        for _ in range(binary_search_steps if todo.numel() else 0):
+            # This round's batch: every example still to do until it aborts.  Its best-so-far (l2,
+            # point) and success flag are kept in batch order and written back when the batch shrinks.
+            idx, xs, ys, cs = todo, x[todo], y[todo], const[todo]
+            b_l2, b_adv = best_l2[todo], best_adv[todo]
+            b_found = torch.zeros(todo.numel(), dtype=torch.bool, device=x.device)
             found = torch.zeros(n, dtype=torch.bool, device=x.device)
-            w = _to_var(x, box)
+            w = _to_var(xs, box)
             opt = _Adam(w, lr)
             prev = None
             for it in range(steps):

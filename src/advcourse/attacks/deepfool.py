@@ -65,6 +65,7 @@ def deepfool(
         k = min(num_candidates, logits0.shape[1])
         # candidate classes: top-(k-1) clean logits other than y
         cand = logits0.scatter(1, y[:, None], float("-inf")).topk(k - 1, dim=1).indices  # (N, k-1)
+        eye = torch.eye(logits0.shape[1], device=x.device, dtype=logits0.dtype)  # one-hot rows
         x_adv = x.clone()
         idx = torch.arange(x.shape[0], device=x.device)[~success(logits0, y, False)]
         for it in range(max_iter):
@@ -88,15 +89,14 @@ def deepfool(
                 ci = cand[idx]
                 # f'_k = f_k - f_y for every candidate, and the one-hot differences that select it
                 f = logits.gather(1, ci) - logits.gather(1, y[idx, None])  # (n, k-1)
-                eye = torch.eye(logits.shape[1], device=x.device, dtype=logits.dtype)
                 sel = (eye[ci] - eye[y[idx]][:, None, :]).transpose(0, 1)  # (k-1, n, K)
             # w'_k for all candidates in one vectorised backward pass (k-1 vector-Jacobian products)
             (w,) = torch.autograd.grad(logits, xi, grad_outputs=sel, is_grads_batched=True)  # (k-1, n, ...)
             with torch.no_grad():
                 ratio = f.abs() / l2_norm(w.flatten(0, 1)).view(k - 1, -1).T.clamp_min(1e-12)  # eq. (12)
-                l = ratio.argmin(1)  # the first of equal minima, as a loop over candidates would pick
+                l_hat = ratio.argmin(1)  # the first of equal minima, as a loop over candidates would pick
                 rows = torch.arange(idx.numel(), device=x.device)
-                best_f, best_w = f[rows, l], w[l, rows]
+                best_f, best_w = f[rows, l_hat], w[l_hat, rows]
                 wn = l2_norm(best_w).clamp_min(1e-12)
                 r_i = best_w * bview((best_f.abs() + 1e-4) / wn**2, best_w)
                 # x + (1 + overshoot)(r + r_i) with r the total step applied so far, i.e. the point

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from ._utils import (
-    write_rows,
     bview,
     clamp_linf,
     l2_norm,
@@ -19,6 +18,7 @@ from ._utils import (
     rand,
     randn,
     success,
+    write_rows,
 )
 from ._validate import (
     check_choice,

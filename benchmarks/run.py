@@ -186,7 +186,8 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         "(forward passes; a backward pass is not counted). The speed targets of PGD and C&W also state the "
         "ratio *at zero overhead*: the peer's time ÷ the time the bare model takes for advcourse's own "
         "model calls (recorded in each repeat and replayed at once on the bare model, each call with a "
-        "gradient as one forward + backward; median over the repeats) — the most any implementation making those calls could reach.",
+        "gradient as one forward + backward; median over the repeats) — the most any implementation "
+        "making those calls could reach.",
         "",
     ]
     for name, res in per_model.items():

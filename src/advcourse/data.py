@@ -1,10 +1,10 @@
 """Data sets, real and offline by default.
 
-``mnist()``, ``fashion_mnist()`` and ``movie_reviews()`` return the small real
-sets embedded in the repository's ``data/`` folder, after checking their SHA-256.
-With ``full=True`` the complete MNIST / Fashion-MNIST (and CIFAR-10, which is
-never embedded) come through torchvision; if that download fails, the embedded
-set is returned with one line saying so.
+``mnist()``, ``fashion_mnist()``, ``cifar10()`` and ``movie_reviews()`` return the
+small real sets embedded in the repository's ``data/`` folder, after checking their
+SHA-256. With ``full=True`` the complete MNIST / Fashion-MNIST / CIFAR-10 come
+through torchvision; if that download fails, the embedded set is returned with one
+line saying so.
 
 Images come as float32 tensors in [0, 1] of shape (N, C, H, W); labels as int64 (N,).
 The embedded image sets come in *class-interleaved* order (the first example of each
@@ -28,6 +28,7 @@ CHECKSUMS = {
     "mnist.npz": "e0dd2e41513b2ff0b1372a848af20ec64a3b398cca24aac567c1d8c575766e84",
     "fashion_mnist.npz": "43c5d0706fde89b13011e88dfd1909be28ff60699ac127bb0e871b03c6cdd0f9",
     "movie_reviews.npz": "d7e2862c5115ab0227d8b3659502398b63ecd87641827fd1ce3b2228ca78c335",
+    "cifar10.npz": "678846ae2f06159f67b6f424a855d37f9a85358d375247e8a4d8109f7b2bb579",
 }
 
 # How the embedded image sets are ordered (part of the model-cache key: a model trained on
@@ -120,10 +121,13 @@ def interleave_classes(y: torch.Tensor) -> torch.Tensor:
 
 
 def _images(arrays: dict, classes: tuple) -> ImageData:
-    def split(x, y):  # uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1], labels int64, interleaved
+    def split(x, y):  # uint8 (N, H, W) or (N, H, W, 3) -> float32 (N, C, H, W) in [0, 1],
+        # labels int64, both class-interleaved
         y = torch.from_numpy(y).long()
         order = interleave_classes(y)
-        return torch.from_numpy(x).float().div_(255).unsqueeze(1)[order].contiguous(), y[order]
+        x = torch.from_numpy(x).float().div_(255)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # grey or colour (RGB last)
+        return x[order].contiguous(), y[order]
 
     return ImageData(*split(arrays["x_train"], arrays["y_train"]), *split(arrays["x_test"], arrays["y_test"]),
                      classes, "embedded")
@@ -175,20 +179,15 @@ def fashion_mnist(full: bool = False) -> ImageData:
     return _images(load_embedded("fashion_mnist.npz"), FASHION_CLASSES)
 
 
-def cifar10() -> ImageData:
-    """CIFAR-10, (N, 3, 32, 32) in [0, 1], via torchvision (the ``full`` profile).
+def cifar10(full: bool = False) -> ImageData:
+    """CIFAR-10, (N, 3, 32, 32) in [0, 1].
 
-    No package registry ships CIFAR-10, so there is no embedded copy: without a
-    download this raises an error that names the offline alternatives.
+    ``full=False``: the embedded class-balanced subset (5,000 train / 1,000 test).
+    ``full=True``: all 60,000 images via torchvision, or the embedded subset if that fails.
     """
-    import torchvision.datasets as tvd
-
-    try:
-        return _torchvision(tvd.CIFAR10, CIFAR10_CLASSES)
-    except Exception as err:
-        raise RuntimeError(
-            f"CIFAR-10 could not be downloaded ({type(err).__name__}: {err}) and is not embedded; "
-            "offline, use advcourse.data.fashion_mnist() or advcourse.data.mnist() instead") from err
+    if full:
+        return _full_or_embedded("CIFAR10", "cifar10.npz", CIFAR10_CLASSES)
+    return _images(load_embedded("cifar10.npz"), CIFAR10_CLASSES)
 
 
 def movie_reviews() -> TextData:

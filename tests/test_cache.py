@@ -90,3 +90,65 @@ def test_bad_name(tmp_path):
     c = Counter()
     with pytest.raises(ValueError, match="name"):
         load_or_train("a/b", CONFIG, c.build, c.fit, directory=tmp_path)
+
+
+# --- the key covers the code: architecture, training step, and the package code they use ------
+
+def _mlp(activation):
+    def build(config):
+        torch.manual_seed(config["seed"])
+        return nn.Sequential(nn.Linear(3, 4), activation(), nn.Linear(4, 2))  # same shapes either way
+    return build
+
+
+def _fit_sgd(model, config):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(torch.ones(5, 3)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    return {}
+
+
+def _fit_adam(model, config):
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    loss = model(torch.ones(5, 3)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    return {}
+
+
+def test_a_changed_activation_retrains(tmp_path):
+    relu, gelu = _mlp(nn.ReLU), _mlp(nn.GELU)
+    _, first = load_or_train("toy", CONFIG, relu, _fit_sgd, directory=tmp_path)
+    _, again = load_or_train("toy", CONFIG, relu, _fit_sgd, directory=tmp_path)
+    _, other = load_or_train("toy", CONFIG, gelu, _fit_sgd, directory=tmp_path)
+    assert again["from_cache"] and again["key"] == first["key"]
+    # same config, same parameter shapes (a strict state-dict load would succeed): still a new entry
+    assert not other["from_cache"] and other["key"] != first["key"]
+
+
+def test_a_changed_training_step_retrains(tmp_path):
+    build = _mlp(nn.ReLU)
+    _, sgd = load_or_train("toy", CONFIG, build, _fit_sgd, directory=tmp_path)
+    _, adam = load_or_train("toy", CONFIG, build, _fit_adam, directory=tmp_path)
+    assert not adam["from_cache"] and adam["key"] != sgd["key"]
+
+
+def test_the_fingerprint_follows_the_package_code_a_fit_uses(monkeypatch):
+    from advcourse import cache
+    from advcourse.attacks import fgsm
+    from advcourse.train import train
+
+    model = nn.Linear(3, 2)
+
+    def fit(model, config):  # adversarial training through the package: train() and fgsm()
+        return train(model, torch.rand(4, 3), torch.zeros(4, dtype=torch.long),
+                     adversary=lambda m, x, y: fgsm(m, x, y, 0.1), progress=False)
+
+    before = cache.code_fingerprint(model, fit)
+    assert cache.code_fingerprint(model, fit) == before  # deterministic
+    # an edit to the attack that adversarial training calls changes the fingerprint
+    real = cache._module_source.__wrapped__
+    monkeypatch.setattr(cache, "_module_source",
+                        lambda name: real(name) + ("# edited" if name == "advcourse.attacks.fgsm" else ""))
+    assert cache.code_fingerprint(model, fit) != before

@@ -129,8 +129,8 @@ def run_attack(attack, model, target, data, args, settings):
         for lib in libs[rep % len(libs):] + libs[: rep % len(libs)]:
             bar.set_postfix_str(f"{lib} (repeat {rep + 1}/{repeats})")
             # repeat r seeds every library's random starts with seed + r
-            measure.timed_run(attack.adapters[lib], target, x, y, dataclasses.replace(settings, seed=settings.seed + rep),
-                              runs[lib])
+            repeat = dataclasses.replace(settings, seed=settings.seed + rep)
+            measure.timed_run(attack.adapters[lib], target, x, y, repeat, runs[lib])
             if lib == "advcourse" and attack.replay:  # the same calls on the bare model, at once
                 replays.append(measure.model_seconds(model, x, y, target.torch.calls))
             for p in model.parameters():  # peers that call backward() leave weight gradients
@@ -180,7 +180,8 @@ def write_results(path, info, args, settings, per_model, started, seconds) -> No
         "DeepFool's maximum iterations (one DeepFool iteration costs one forward and up to candidates − 1 "
         "backward passes, and early stopping makes it < 1). *robust acc.* is over all N images, the mean over "
         "the repeats (repeat r seeds every library's random starts with seed + r); the other columns come from "
-        "the first repeat: *success* over the clean-correct ones; *median L2 (common)* over the images every library fooled; "
+        "the first repeat: *success* over the clean-correct ones; *median L2 (common)* over the images every "
+        "library fooled; "
         "*ε viol.* counts images with max|x_adv − x| > ε computed in float64 (no tolerance); *box viol.* "
         "images with a value outside [0, 1]; *model evals / img* = rows the model was evaluated on ÷ N "
         "(forward passes; a backward pass is not counted). The speed targets of PGD and C&W also state the "

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from advcourse import linear_explanation as lx
 from advcourse.attacks import fgsm
+from advcourse.evaluate import error_report
+from advcourse.experiments import ch01_linear_explanation as lx
 
-EPOCHS = 20  # the chapter's fast-profile setting
+S = lx.FAST  # the chapter's fast-profile settings
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +20,13 @@ def three_seven(mnist):
 @pytest.fixture(scope="module")
 def logreg(three_seven):
     x, y, _, _ = three_seven
-    return lx.train_linear("logistic", x, y, data_tag="embedded-3v7", epochs=EPOCHS, lr=1e-2,
+    return lx.train_linear("logistic", x, y, data_tag="embedded-3v7", epochs=S.epochs, lr=S.lr,
                            seed=0, progress=False)[0]
 
 
 @pytest.fixture(scope="module")
 def ten_class(mnist):
-    kw = dict(data_tag="embedded", epochs=EPOCHS // 2, lr=1e-2, seed=0, progress=False)
+    kw = dict(data_tag="embedded", epochs=S.epochs // 2, lr=S.lr, seed=0, progress=False)
     return (lx.train_linear("softmax", mnist.x_train, mnist.y_train, **kw)[0],
             lx.train_linear("rbf", mnist.x_train, mnist.y_train, **kw)[0])
 
@@ -49,7 +50,7 @@ def test_fgsm_is_the_exact_worst_case_of_logistic_regression(three_seven, logreg
 
 def test_logistic_regression_fits_well_and_is_fooled(three_seven, logreg):
     _, _, x, y = three_seven
-    assert lx.error_report(logreg, x, y).error < 0.03          # paper: 1.6%
+    assert error_report(logreg, x, y).error < 0.03          # paper: 1.6%
     assert lx.fgsm_report(logreg, x, y, 0.25)[1].error > 0.95  # paper: 99%
 
 
@@ -63,16 +64,16 @@ def test_fgsm_drop_is_bounded_by_eps_l1(three_seven, logreg):
 
 def test_adversarial_training_beats_l1_decay(three_seven):
     x, y, xt, yt = three_seven
-    kw = dict(data_tag="embedded-3v7", epochs=EPOCHS, lr=1e-2, seed=0, progress=False)
+    kw = dict(data_tag="embedded-3v7", epochs=S.epochs, lr=S.lr, seed=0, progress=False)
     adv = lx.train_linear("logistic", x, y, adv_eps=0.25, clean_weight=0.5, **kw)[0]
     l1_big = lx.train_linear("logistic", x, y, l1=0.25, **kw)[0]
     l1_small = lx.train_linear("logistic", x, y, l1=0.0025, **kw)[0]
     adv_err = lx.fgsm_report(adv, xt, yt, 0.25)[1].error
-    adv_clean = lx.error_report(adv, xt, yt).error
+    adv_clean = error_report(adv, xt, yt).error
     assert adv_err < 0.5 and adv_clean < 0.06
     # λ = ε cannot fit (paper: "stuck at over 5% error on the training set")
-    assert lx.error_report(l1_big, x, y).error > 0.05
-    assert lx.error_report(l1_big, xt, yt).error > max(0.05, 2 * adv_clean)
+    assert error_report(l1_big, x, y).error > 0.05
+    assert error_report(l1_big, xt, yt).error > max(0.05, 2 * adv_clean)
     assert lx.fgsm_report(l1_small, xt, yt, 0.25)[1].error > adv_err + 0.2  # small λ: still exposed
 
 
@@ -84,7 +85,7 @@ def test_softmax_regression_is_fooled_confidently(mnist, ten_class):
 
 def test_rbf_network_is_fooled_only_unconfidently(mnist, ten_class):
     _, rbf = ten_class
-    clean = lx.error_report(rbf, mnist.x_test, mnist.y_test)
+    clean = error_report(rbf, mnist.x_test, mnist.y_test)
     rep = lx.fgsm_report(rbf, mnist.x_test, mnist.y_test, 0.25)[1]
     assert clean.error < 0.25 and clean.confidence > 0.4
     assert rep.wrong_confidence < 0.05                          # paper: 1.2%

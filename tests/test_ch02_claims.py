@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advcourse import fgsm_training as ft, linear_explanation as lx
 from advcourse.attacks import fgsm, pgd
+from advcourse.evaluate import attack_report, error_report, probabilities
 from advcourse.exercises.ch02 import check_fgsm
+from advcourse.experiments import ch01_linear_explanation as lx
+from advcourse.experiments import ch02_fgsm as ft
 
 RECIPE, SEED = ft.FAST, 0  # the chapter's fast-profile settings
 EPS = RECIPE.eps
@@ -63,7 +65,7 @@ def test_validation_digits_come_from_the_training_set(mnist, split):
 
 
 def test_fgsm_fools_the_standard_network_confidently(mnist, standard):
-    clean = lx.error_report(standard, mnist.x_test, mnist.y_test)
+    clean = error_report(standard, mnist.x_test, mnist.y_test)
     adv = lx.fgsm_report(standard, mnist.x_test, mnist.y_test, EPS)[1]
     assert clean.error < 0.06
     assert adv.error > 0.85 and adv.wrong_confidence > 0.8      # paper: 89.4% at 97.6%
@@ -80,7 +82,7 @@ def test_sign_step_is_strongest_in_the_max_norm_budget(mnist, standard):
 
 
 def test_logits_are_piecewise_linear_along_the_fgsm_direction(mnist, standard):
-    correct = lx.probabilities(standard, mnist.x_test).argmax(1) == mnist.y_test
+    correct = probabilities(standard, mnist.x_test).argmax(1) == mnist.y_test
     four = int(((mnist.y_test == 4) & correct).nonzero()[0])
     sweep = ft.logit_sweep(standard, mnist.x_test[four], 4, torch.linspace(-1, 1, 201))
     assert ft.linear_r2(sweep, -1, 1) > 0.9
@@ -106,7 +108,7 @@ def test_adversarial_training_cuts_fgsm_error(mnist, standard, adv_trained):
     adv = lx.fgsm_report(model, mnist.x_test, mnist.y_test, EPS)[1]
     assert adv.error < 0.4 and adv.error < std_err - 0.5         # paper: 89.4% -> 17.9%
     assert adv.wrong_confidence > 0.5                            # still confident when wrong (paper 81.4%)
-    assert lx.error_report(model, mnist.x_test, mnist.y_test).error < 0.1
+    assert error_report(model, mnist.x_test, mnist.y_test).error < 0.1
     late = len(hist["val_acc"]) // 3                             # adversarial validation error still moves
     spread = lambda v: max(v[late:]) - min(v[late:])             # noqa: E731
     assert spread(hist["val_adv_acc"]) > spread(hist["val_acc"])
@@ -115,8 +117,8 @@ def test_adversarial_training_cuts_fgsm_error(mnist, standard, adv_trained):
 def test_transfer_is_weaker_into_the_adversarially_trained_network(mnist, standard, adv_trained):
     model = adv_trained[0]
     x, y = mnist.x_test, mnist.y_test
-    std_to_adv = ft.attack_report(model, x, y, attack, source=standard)[1].error
-    adv_to_std = ft.attack_report(standard, x, y, attack, source=model)[1].error
+    std_to_adv = attack_report(model, x, y, attack, source=standard)[1].error
+    adv_to_std = attack_report(standard, x, y, attack, source=model)[1].error
     assert std_to_adv < adv_to_std                               # paper: 19.6% vs 40.9%
     assert adv_to_std > 0.3
     white_box = lx.fgsm_report(model, x, y, EPS)[1].error
@@ -127,8 +129,8 @@ def test_pgd_is_at_least_as_strong_as_fgsm(few, standard, adv_trained):
     x, y = few
     strong = partial(pgd, eps=EPS, steps=RECIPE.pgd_steps, generator=torch.Generator().manual_seed(0))
     for model in (standard, adv_trained[0]):
-        one = ft.attack_report(model, x, y, attack)[1].error
-        many = ft.attack_report(model, x, y, strong)[1].error
+        one = attack_report(model, x, y, attack)[1].error
+        many = attack_report(model, x, y, strong)[1].error
         assert many >= one - 0.005
     assert many > one + 0.3                                      # FGSM training is not PGD robustness
 
@@ -147,7 +149,7 @@ def test_noise_training_and_ensembles_do_not_confer_robustness(mnist, split, adv
         assert err > 0.8 and err > adv_err + 0.4                 # paper: 86.2% and 90.4%
     ensemble = ft.train_ensemble(RECIPE, *split, data_tag=mnist.source, seed=SEED, progress=False)
     assert lx.fgsm_report(ensemble, x, y, EPS)[1].error > 0.8   # paper: 91.1%
-    assert ft.attack_report(ensemble, x, y, attack, source=ensemble.members[1])[1].error > 0.7  # paper: 87.9%
+    assert attack_report(ensemble, x, y, attack, source=ensemble.members[1])[1].error > 0.7  # paper: 87.9%
 
 
 def test_perturbations_stay_in_the_box_and_budget(mnist, standard):

@@ -1,4 +1,4 @@
-"""Chapter 3's claims, with the chapter's fast-profile models (``blind_spots.FAST``, shared cache).
+"""Chapter 3's claims, with the chapter's fast-profile models (``ch03_lbfgs_blind_spots.FAST``, shared cache).
 
 The models are the chapter's own (same configurations, so a warm cache means no training).
 To stay fast, the attacks run on fewer images than the chapter's.
@@ -7,8 +7,8 @@ To stay fast, the attacks run on fewer images than the chapter's.
 import pytest
 import torch
 
-from advcourse import blind_spots as bsp
 from advcourse.exercises.ch03 import check_operator_norm
+from advcourse.experiments import ch03_lbfgs_blind_spots as bsp
 from advcourse.models.fc import FCNet, build
 
 FAST, SEED, N = bsp.FAST, 0, 20
@@ -19,12 +19,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def models(mnist):
-    return bsp.train_table1(mnist, epochs=FAST["epochs"], seed=SEED, progress=False)
+    return bsp.train_table1(mnist, epochs=FAST.epochs, seed=SEED, progress=False)
 
 
 @pytest.fixture(scope="module")
 def subsets(mnist):
-    return bsp.train_table3(mnist, epochs=FAST["subset_epochs"], seed=SEED, progress=False)
+    return bsp.train_table3(mnist, epochs=FAST.subset_epochs, seed=SEED, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def images(mnist):
 def attacks(models, subsets, images):
     names = ["FC10(1e-4)", "FC10(1)", "FC100-100-10", "FC200-200-10"]
     nets = {**{n: models[n] for n in names}, **subsets}
-    return {n: bsp.minimal_adversarial(m, *images, **FAST["lbfgs"]) for n, m in nets.items()}
+    return {n: bsp.minimal_adversarial(m, *images, **FAST.lbfgs) for n, m in nets.items()}
 
 
 def test_models_build_and_halves_are_disjoint(mnist):
@@ -121,7 +121,8 @@ def test_misclassified_region_along_the_adversarial_direction_is_wide(models, at
     r = (a.x_adv - a.x)[keep]
     width = bsp.wrong_interval(bsp.ray_predictions(models["FC100-100-10"], a.x[keep], r, ts), a.y[keep], ts)
     assert width.median() >= 2.0                              # wide slabs, not thin pockets
-    rand = bsp.ray_predictions(models["FC100-100-10"], a.x[keep], bsp.random_like(r, torch.Generator().manual_seed(1)), ts)
+    r_rand = bsp.random_like(r, torch.Generator().manual_seed(1))
+    rand = bsp.ray_predictions(models["FC100-100-10"], a.x[keep], r_rand, ts)
     assert (rand[:, 10] != a.y[keep]).float().mean() < 0.2    # random directions of the same length rarely fool
 
 

@@ -3,14 +3,15 @@
 import pytest
 import torch
 
-from advcourse import saddle_point as sp
-from advcourse.attacks import fgsm, pgd, strong_evaluation
-from advcourse.evaluate import accuracy, robust_accuracy
+from advcourse.attacks import fgsm, pgd, robust_accuracy, strong_evaluation
+from advcourse.evaluate import accuracy
 from advcourse.exercises.ch04 import check_pgd_step
+from advcourse.experiments import ch04_pgd_saddle_point as sp
 
 # The chapter's fast-profile settings: every model is trained with this recipe.
-RECIPE = dict(epochs=4, steps=5, alpha=None, seed=0, device="cpu", progress=False)
-SCALE, SCALES, EPS = 4, [1, 2, 4], sp.EPS
+S = sp.FAST
+RECIPE = dict(**S.recipe(), seed=0, device="cpu", progress=False)
+SCALE, SCALES, EPS = S.scale, list(S.scales), sp.EPS
 N = 200  # test digits attacked here (the chapter attacks more)
 
 
@@ -140,7 +141,7 @@ def test_a_stronger_evaluation_never_reports_more_robustness(models, test_set):
 
 def test_masking_audit_passes_the_pgd_trained_model(models, test_set):
     """Chapter 6's audit finds no sign of gradient masking in this chapter's PGD-trained network."""
-    from advcourse.masking import audit
+    from advcourse.attacks import audit
 
     x, y = test_set
     report = audit(models["pgd"], x[:100], y[:100], EPS, name="PGD-trained", substitute=models["standard"], steps=40,

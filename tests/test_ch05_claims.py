@@ -9,25 +9,25 @@ import functools
 import pytest
 import torch
 
-from advcourse import cw_experiments as cx, distillation as dd
-from advcourse.attacks import cw_l2, fgsm, jsma
+from advcourse.attacks import cw_l2, fgsm, jsma, zero_gradient_fraction
 from advcourse.evaluate import accuracy
 from advcourse.exercises.ch05 import check_f6
+from advcourse.experiments import ch05_cw_distillation as cx
 
 # the chapter's fast-profile settings
-SPEC = dd.ModelSpec(channels=(8, 16), hidden=64, epochs=3, lr=1e-2, seed=0, data="embedded")
-CW = dict(steps=100, lr=0.1, binary_search_steps=5, c=1e-2)
-T_MAX = 100
+SPEC = cx.FAST.spec(seed=0, data="embedded")
+CW = cx.FAST.cw
+T_MAX = cx.FAST.temperatures[-1]
 
 
 @pytest.fixture(scope="module")
 def standard(mnist):
-    return dd.train_standard(mnist.x_train, mnist.y_train, SPEC, progress=False)[0]
+    return cx.train_standard(mnist.x_train, mnist.y_train, SPEC, progress=False)[0]
 
 
 @pytest.fixture(scope="module")
 def distilled(mnist):
-    return {T: dd.distill(mnist.x_train, mnist.y_train, SPEC, T, progress=False)[0] for T in (1, T_MAX)}
+    return {T: cx.distill(mnist.x_train, mnist.y_train, SPEC, T, progress=False)[0] for T in (1, T_MAX)}
 
 
 def test_distillation_keeps_accuracy(mnist, standard, distilled):
@@ -37,14 +37,14 @@ def test_distillation_keeps_accuracy(mnist, standard, distilled):
 
 def test_logits_grow_about_T_fold(mnist, distilled):
     x = mnist.x_test[:500]
-    ratio = dd.logit_scale(distilled[T_MAX], x) / dd.logit_scale(distilled[1], x)
+    ratio = cx.logit_scale(distilled[T_MAX], x) / cx.logit_scale(distilled[1], x)
     assert T_MAX / 4 < ratio < 4 * T_MAX
 
 
 def test_float32_gradients_underflow_only_after_distillation(mnist, standard, distilled):
     x, y = mnist.x_test[:500], mnist.y_test[:500]
-    assert dd.zero_gradient_fraction(standard, x, y) < 0.01
-    assert dd.zero_gradient_fraction(distilled[T_MAX], x, y) > 0.5
+    assert zero_gradient_fraction(standard, x, y) < 0.01
+    assert zero_gradient_fraction(distilled[T_MAX], x, y) > 0.5
 
 
 def test_distillation_defeats_fgsm_and_jsma_but_not_cw(mnist, standard, distilled):
@@ -93,8 +93,8 @@ def test_rounding_to_8_bits_and_greedy_repair(mnist, standard):
 
 def test_transfer_grows_with_confidence(mnist, standard, distilled):
     half = len(mnist.x_train) // 2
-    source = dd.train_standard(mnist.x_train[:half], mnist.y_train[:half],
-                               dd.ModelSpec(**{**SPEC, "seed": 1, "data": "embedded-first-half"}), progress=False)[0]
+    source = cx.train_standard(mnist.x_train[:half], mnist.y_train[:half],
+                               {**SPEC, "seed": 1, "data": "embedded-first-half"}, progress=False)[0]
     x, y = cx.correct_subset(source, mnist.x_test, mnist.y_test, 10)
     # κ = 20 is what the small fast-profile source reaches on every digit within this budget
     tr = cx.transfer_vs_kappa(source, {"standard": standard, "distilled": distilled[T_MAX]}, x, y, [0, 20],

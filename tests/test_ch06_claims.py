@@ -7,9 +7,12 @@ the book build and nothing trains twice.
 import pytest
 import torch
 
-from advcourse import masked_models as mm, masking as mk
+from advcourse import defenses as mm
+from advcourse.attacks import audit, zero_gradient_fraction
+from advcourse.experiments import ch06_gradient_masking as mk
 
-EPS, EPOCHS, AT_EPOCHS, N_AUDIT, STEPS = 0.2, 3, 3, 100, 10  # the chapter's fast-profile settings
+S = mk.FAST  # the chapter's fast-profile settings
+EPS, EPOCHS, AT_EPOCHS, N_AUDIT, STEPS = S.eps, S.epochs, S.at_epochs, S.n_audit, S.steps
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,8 @@ def models(mnist):
     x, y = mnist.x_train, mnist.y_train
     return {"standard": mk.train_model("standard", x, y, epochs=EPOCHS, **fit)[0],
             "leaky": mk.train_model("leaky", x, y, epochs=EPOCHS, **fit)[0],
-            "distilled": mk.train_model("distilled", x, y, epochs=EPOCHS, lr=5e-3, temperature=100.0, **fit)[0],
+            "distilled": mk.train_model("distilled", x, y, epochs=EPOCHS, lr=S.distill_lr,
+                                        temperature=S.temperature, **fit)[0],
             "adversarial": mk.train_model("adversarial", x, y, epochs=AT_EPOCHS, eps=EPS, **fit)[0]}
 
 
@@ -27,7 +31,7 @@ def reports(mnist, models):
     zoo = {**mk.masked_zoo(models["standard"], models["distilled"]), "adversarially trained": models["adversarial"]}
     x, y = mnist.x_test[:N_AUDIT], mnist.y_test[:N_AUDIT]
     torch.manual_seed(0)
-    return {name: mk.audit(m, x, y, EPS, name=name, substitute=models["leaky"], steps=STEPS,
+    return {name: audit(m, x, y, EPS, name=name, substitute=models["leaky"], steps=STEPS,
                            generator=torch.Generator().manual_seed(0)) for name, m in zoo.items()}
 
 
@@ -55,7 +59,7 @@ def test_distillation_keeps_accuracy_and_zeroes_gradients(mnist, models):
     from advcourse.evaluate import accuracy
 
     assert accuracy(models["distilled"], mnist.x_test, mnist.y_test) > 0.85
-    zero, _ = mk.zero_gradient_fraction(models["distilled"], mnist.x_test[:200], mnist.y_test[:200])
+    zero = zero_gradient_fraction(models["distilled"], mnist.x_test[:200], mnist.y_test[:200])
     assert zero > 0.5
 
 
@@ -110,6 +114,6 @@ def test_attention_masks_zero_the_gradient():
 
 
 def test_gradient_mask_preserves_task_a(mnist):
-    cl = mk.continual_demo(mnist, protect=0.5, epochs=3, seed=0)
+    cl = mk.continual_demo(mnist, protect=0.5, epochs=S.continual_epochs, seed=0)
     assert cl["gradient mask"]["A"] >= cl["after A"]["A"] - 0.01
     assert cl["fine-tuning"]["A"] < cl["after A"]["A"] - 0.05

@@ -1,7 +1,6 @@
 """The automatic exercise checkers accept right answers and reject wrong ones."""
 
 import pytest
-import torch
 
 from advcourse.exercises import check_linear_worst_case
 

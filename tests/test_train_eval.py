@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from advcourse import data
-from advcourse.evaluate import accuracy, predict, robust_accuracy
+from advcourse.attacks import robust_accuracy
+from advcourse.evaluate import accuracy, predict
 from advcourse.models import LogisticRegression, RBFNetwork, SoftmaxRegression, rbf_loss
 from advcourse.train import train
 

@@ -28,7 +28,6 @@ import pathlib
 import sys
 
 import numpy as np
-
 from _common import save_npz
 
 # MD5s of the files in the official cifar-10-binary.tar.gz (archive MD5

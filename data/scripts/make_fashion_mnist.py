@@ -16,7 +16,6 @@ import pathlib
 import sys
 
 import numpy as np
-
 from _common import save_npz, stratified_split
 
 

@@ -18,7 +18,6 @@ import sys
 import tarfile
 
 import numpy as np
-
 from _common import save_npz
 
 MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"

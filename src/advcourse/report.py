@@ -6,7 +6,7 @@ never typed; tables are rendered from the measured values as Markdown.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class _Text(str):
@@ -30,7 +30,7 @@ def glue(name: str, value, display: bool = False):
     return value
 
 
-def show_source(obj) -> "MarkdownCode":
+def show_source(obj) -> MarkdownCode:
     """The source code of a package function or class, shown as a highlighted block."""
     import inspect
 

@@ -7,6 +7,7 @@ on a GPU (full data sets, paper-scale settings). Both run the same code.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -33,6 +34,12 @@ def get_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model with neither."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def resolve_profile(profile: str = "auto", device: torch.device | None = None) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from atk_models import images, make_mlp, predict, BNDrop
-
+from atk_models import BNDrop, images, make_mlp, predict
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 import torch
+from atk_models import BinaryLogistic, Linear, Softmaxed, images, make_mlp, predict
 
 from advcourse import attacks as A
-from atk_models import BinaryLogistic, Linear, Softmaxed, images, make_mlp, predict
 
 
 def test_fgsm_binary_logistic_is_exact_linf_optimum():

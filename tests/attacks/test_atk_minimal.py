@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from atk_models import Linear, images, make_mlp, predict
 
 from advcourse import attacks as A
-from atk_models import Linear, images, make_mlp, predict
 
 
 def linear_min_dist(model, x, y):
@@ -89,7 +89,6 @@ def test_cw_objectives_sign_convention_and_targeted(objective):
     with torch.no_grad():
         logits = model(x)
     t = logits.topk(2, dim=1).indices[:, 1]
-    y = logits.argmax(1)
     # f <= 0 exactly when the attack goal holds (for f1/f4/f5: F_t >= 1/2, resp. F_y <= 1/2)
     z = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 3
     c = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(1))

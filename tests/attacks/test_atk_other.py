@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from atk_models import Softmaxed, images, make_mlp, predict
 
 from advcourse import attacks as A
-from atk_models import Softmaxed, images, make_mlp, predict
 
 
 # ------------------------------------------------------------------- JSMA

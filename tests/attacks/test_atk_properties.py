@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from atk_models import BNDrop, images, make_mlp, predict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advcourse import attacks as A
 
-from atk_models import BNDrop, images, make_mlp, predict
-
-SETTINGS = dict(max_examples=6, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = dict(max_examples=6, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # name -> (callable(model, x, y, eps), norm or None for unbounded, deterministic)
 ATTACKS = {
@@ -19,7 +19,8 @@ ATTACKS = {
     "fgm": (lambda m, x, y, e: A.fgm(m, x, y, eps=e), "2", True),
     "bim": (lambda m, x, y, e: A.bim(m, x, y, eps=e, alpha=e / 4, steps=6), "inf", True),
     "bim_l2": (lambda m, x, y, e: A.bim(m, x, y, eps=e, alpha=e / 4, steps=6, norm="2"), "2", True),
-    "pgd": (lambda m, x, y, e: A.pgd(m, x, y, eps=e, steps=5, restarts=2, generator=torch.Generator().manual_seed(0)), "inf", False),
+    "pgd": (lambda m, x, y, e: A.pgd(m, x, y, eps=e, steps=5, restarts=2,
+                                     generator=torch.Generator().manual_seed(0)), "inf", False),
     "pgd_l2": (lambda m, x, y, e: A.pgd(m, x, y, eps=e, steps=5, norm="2", loss="margin", early_stop=True,
                                         generator=torch.Generator().manual_seed(0)), "2", False),
     "deepfool": (lambda m, x, y, e: A.deepfool(m, x, y, max_iter=10), None, True),
@@ -30,7 +31,8 @@ ATTACKS = {
     "cw_l0": (lambda m, x, y, e: A.cw_l0(m, x, y, steps=10, max_rounds=8), None, True),
     "lbfgs": (lambda m, x, y, e: A.lbfgs_untargeted(m, x, y, search_steps=3, max_iter=10), None, False),
     "jsma_z": (lambda m, x, y, e: A.jsma(m, x, torch.where(y == 9, 0, y + 1), gamma=0.3), None, True),
-    "jsma_f_decrease": (lambda m, x, y, e: A.jsma(m, x, torch.where(y >= 8, y - 8, y + 2), gamma=0.3, theta=-0.5, variant="f"), None, True),
+    "jsma_f_decrease": (lambda m, x, y, e: A.jsma(m, x, torch.where(y >= 8, y - 8, y + 2), gamma=0.3, theta=-0.5,
+                                                  variant="f"), None, True),
     "square": (lambda m, x, y, e: A.square(m, x, y, eps=e, n_queries=30, p_init=0.3,
                                            generator=torch.Generator().manual_seed(0)), "inf", False),
 }

@@ -20,25 +20,30 @@ square                 Andriushchenko et al. 2020                  square
 transfer               (black-box transfer), gaussian_rubbish      transfer
 =====================  ==========================================  ===============
 
-Evaluation helpers live in :mod:`advcourse.attacks.evaluate`.
+Evaluation helpers (robust accuracy, worst case over attacks, transfer matrices, the strong
+evaluation, distortions) live in :mod:`advcourse.attacks.robustness`; :func:`input_gradient`
+in :mod:`advcourse.attacks.gradients`; the gradient-masking audit in :mod:`advcourse.attacks.audit`.
 """
 
-from ._validate import eval_mode
+from ..evaluate import eval_mode
+from .audit import AuditReport, Check, audit, audit_table
 from .cw import BOXES, OBJECTIVES, cw_l0, cw_l2, cw_linf, cw_objective
 from .deepfool import deepfool
-from .evaluate import (
+from .fgsm import fgm, fgsm
+from .gradients import input_gradient, zero_gradient_fraction
+from .jsma import jsma
+from .lbfgs import lbfgs, lbfgs_untargeted
+from .pgd import bim, pgd
+from .robustness import (
     WorstCase,
     accuracy_vs_eps,
+    distortion,
     robust_accuracy,
     robust_mask,
     strong_evaluation,
     transfer_matrix,
     worst_case_over,
 )
-from .fgsm import fgm, fgsm
-from .jsma import jsma
-from .lbfgs import lbfgs, lbfgs_untargeted
-from .pgd import bim, pgd
 from .square import square, square_p_schedule
 from .transfer import TransferResult, gaussian_rubbish, transfer
 
@@ -70,4 +75,11 @@ __all__ = [
     "WorstCase",
     "transfer_matrix",
     "strong_evaluation",
+    "distortion",
+    "input_gradient",
+    "zero_gradient_fraction",
+    "audit",
+    "audit_table",
+    "AuditReport",
+    "Check",
 ]

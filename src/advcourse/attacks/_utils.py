@@ -118,11 +118,13 @@ def _gen_device(generator, device):
 
 def rand(shape, *, like: torch.Tensor, generator=None) -> torch.Tensor:
     """U[0, 1) samples with an optional generator (which may live on another device)."""
-    return torch.rand(shape, generator=generator, device=_gen_device(generator, like.device), dtype=like.dtype).to(like.device)
+    device = _gen_device(generator, like.device)
+    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def randn(shape, *, like: torch.Tensor, generator=None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=_gen_device(generator, like.device), dtype=like.dtype).to(like.device)
+    device = _gen_device(generator, like.device)
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def randint(high: int, shape, *, device, generator=None) -> torch.Tensor:

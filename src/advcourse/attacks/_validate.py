@@ -1,4 +1,4 @@
-"""Shared argument checks and the :func:`eval_mode` context manager.
+"""Shared argument checks (and :func:`advcourse.evaluate.eval_mode`, re-exported for the attacks).
 
 Every attack in :mod:`advcourse.attacks` calls these helpers so that bad input
 fails early with an error message that names the offending argument.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
+
+from ..evaluate import eval_mode
 
 __all__ = [
     "eval_mode",
@@ -26,25 +26,6 @@ __all__ = [
     "check_choice",
     "check_inputs",
 ]
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` (and every submodule) in eval mode for the ``with`` block.
-
-    The previous ``training`` flag of *each* submodule is restored on exit, also
-    when the block raises, so a model with e.g. a frozen BatchNorm inside a
-    training network comes back exactly as it was.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> None:

@@ -57,6 +57,32 @@ def cw_objective(
     Untargeted versions exchange the roles: ``max_{i!=t} . - ._t`` becomes
     ``._y - max_{i!=y} .`` and ``F_t >= 1/2`` becomes ``F_y <= 1/2``.
     ``kappa`` (confidence, eq. for f6) only enters f6.
+
+    Args:
+        logits: model outputs Z (N, K), any real values (not probabilities).
+        y: labels (N,) long in [0, K): the true class (untargeted) or the target ``t``.
+        objective: one of ``"f1"`` .. ``"f7"`` (:data:`OBJECTIVES`); default ``"f6"``.
+        targeted: use the targeted form (towards ``y``) instead of the untargeted one.
+            Default False.
+        kappa: confidence >= 0 for f6 (``f6 >= -kappa``); ignored by the other objectives.
+            Default 0.
+
+    Returns:
+        Float tensor (N,), differentiable w.r.t. ``logits``; ``<= 0`` where the attack
+        has succeeded (see above for f1/f4/f5).
+
+    Raises:
+        ValueError: ``objective`` is not one of :data:`OBJECTIVES`.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.attacks import cw_objective
+        >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0]])
+        >>> y = torch.tensor([0, 0])  # example 0 is classified as 0, example 1 is not
+        >>> (cw_objective(logits, y, "f6") <= 0).tolist()
+        [False, True]
+        >>> (cw_objective(logits, y, "f2", targeted=True) <= 0).tolist()  # targeted: reach class 0
+        [True, False]
     """
     check_choice(objective, "objective", OBJECTIVES)
     c = y
@@ -196,13 +222,44 @@ def cw_l2(
     "projected gradient descent"), so the paper's comparison can be rerun.
 
     Args:
-        model: logits model (N, K).  x: (N, ...) float in [0, 1].
-        y: true labels, or target labels if ``targeted`` (N,).
-        c: initial constant > 0.  kappa: confidence >= 0.  steps: Adam
-        iterations per binary-search round.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K), or target labels if ``targeted``.
+        targeted: reach the class ``y`` instead of leaving it. Default False.
+        c: initial constant of the binary search, > 0 (default 1e-3, as in the authors' code).
+        kappa: confidence >= 0: success needs a logit margin of at least ``kappa``
+            (default 0).
+        steps: Adam iterations per binary-search round, int >= 0 (default 1000).
+        lr: Adam learning rate > 0 (default 0.01).
+        binary_search_steps: rounds of the binary search over ``c``, int >= 1 (default 9).
+        abort_early: stop an example's round when its loss stalls (see above). Default True.
+        objective: ``"f1"`` .. ``"f7"``, see :func:`cw_objective`; default ``"f6"``.
+        box: ``"tanh"`` (default), ``"clipped"`` or ``"projected"`` (:data:`BOXES`).
 
     Returns:
-        x_adv (N, ...) in [0, 1].  Deterministic and independent of the batch.
+        x_adv (N, ...) with the dtype/device of x, in [0, 1].  Deterministic and
+        independent of the batch.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            a float argument is not a real number, or an int argument is not an int.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, ``c``/``lr`` not > 0,
+            ``kappa`` negative, ``steps < 0``, ``binary_search_steps < 1``, unknown
+            ``objective`` or ``box``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import cw_l2
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = cw_l2(model, x, y, steps=20, binary_search_steps=2)
+        >>> x_adv.shape, bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (torch.Size([4, 1, 8, 8]), True)
+        >>> torch.equal(cw_l2(model, x, y, steps=20, binary_search_steps=2), x_adv)  # deterministic
+        True
     """
     y = check_inputs(model, x, y)
     c = check_nonneg(c, "c", positive=True)
@@ -323,11 +380,42 @@ def cw_linf(
     All bookkeeping (tau, c, rounds) is per example and batched.
 
     Args:
-        model: logits model.  x: (N, ...) in [0, 1].  y: labels / targets (N,).
-        max_rounds: safety cap on the total number of rounds.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K), or target labels if ``targeted``.
+        targeted: reach the class ``y`` instead of leaving it. Default False.
+        c: initial constant > 0 (default 1e-5).
+        largest_c: an example gives up once ``c`` would reach this, > 0 (default 20).
+        c_factor: factor by which ``c`` grows after a failed round, > 0 (default 2).
+        tau_decay: factor by which ``tau`` shrinks after a successful round, in (0, 1)
+            (default 0.9).
+        min_tau: an example stops once ``tau`` falls below this, > 0 (default 1/256).
+        steps: Adam iterations per round, int >= 1 (default 1000).
+        lr: Adam learning rate > 0 (default 5e-3).
+        max_rounds: safety cap on the total number of rounds, int >= 1 (default 200).
 
     Returns:
-        x_adv (N, ...) in [0, 1]; deterministic and independent of the batch.
+        x_adv (N, ...) with the dtype/device of x, in [0, 1]; deterministic and
+        independent of the batch.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            a float argument is not a real number, or an int argument is not an int.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, ``c``/``largest_c``/
+            ``c_factor``/``min_tau``/``lr`` not > 0, ``tau_decay`` not in (0, 1),
+            ``steps``/``max_rounds`` < 1, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import cw_linf
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+        >>> x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = cw_linf(model, x, y, steps=20, max_rounds=3)
+        >>> x_adv.shape, bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (torch.Size([4, 1, 8, 8]), True)
     """
     y = check_inputs(model, x, y)
     c = check_nonneg(c, "c", positive=True)
@@ -420,16 +508,50 @@ def cw_l0(
     location over all channels for (N, C, H, W) input, else a feature).  Each
     round runs the L2 attack restricted to the allowed pixels (forbidden ones
     are reset to x; warm start from the previous solution; c is doubled until
-    the round succeeds).  From the adversarial x' found, with g = grad of the
-    objective at x', it freezes the allowed pixels i with the smallest
-    ``g_i * delta_i`` (summed over channels): at least one, at most
-    ``0.3 * sqrt(#changed pixels)``, stopping after the first one with
-    ``g_i * delta_i > 0.01`` (as in the authors' code).  When a round fails
-    (c would exceed ``largest_c``) the last successful x' is returned (x if
-    none).  Batched: all bookkeeping is per example.
+    the round succeeds).  From the adversarial x' found, with g the gradient of
+    the round's loss ``c * f6(x') + ||x' - x||_2^2`` w.r.t. x', it freezes the
+    allowed pixels i with the smallest ``|g_i| * |delta_i|`` (summed over channels):
+    at least one, at most ``ceil(0.3 * sqrt(#changed pixels))``, stopping after the
+    first one with ``|g_i| * |delta_i| > 0.01`` (as in the authors' code).  When a
+    round fails (c would exceed ``largest_c``) the last successful x' is returned
+    (x if none).  Batched: all bookkeeping is per example.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: inputs, float tensor (N, ...) with values in [0, 1]; for (N, C, H, W) a pixel
+            is a location (all channels), otherwise a feature.
+        y: true labels (N,) int in [0, K), or target labels if ``targeted``.
+        targeted: reach the class ``y`` instead of leaving it. Default False.
+        c: initial constant > 0 (default 1e-3).
+        largest_c: an example gives up once ``c`` would reach this, > 0 (default 2e6).
+        c_factor: factor by which ``c`` grows after a failed round, > 0 (default 2).
+        steps: Adam iterations per round, int >= 1 (default 1000).
+        lr: Adam learning rate > 0 (default 0.01).
+        max_rounds: safety cap on the total number of rounds, int >= 1; default (None)
+            ``4 * #pixels + 64``.
 
     Returns:
-        x_adv (N, ...) in [0, 1]; deterministic and independent of the batch.
+        x_adv (N, ...) with the dtype/device of x, in [0, 1]; deterministic and
+        independent of the batch.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            a float argument is not a real number, or an int argument is not an int.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, ``c``/``largest_c``/
+            ``c_factor``/``lr`` not > 0, ``steps``/``max_rounds`` < 1, or the model does
+            not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import cw_l0
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+        >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+        >>> x_adv = cw_l0(model, x, y, steps=10, max_rounds=3)
+        >>> x_adv.shape, bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (torch.Size([2, 1, 4, 4]), True)
     """
     y = check_inputs(model, x, y)
     c = check_nonneg(c, "c", positive=True)

@@ -35,8 +35,8 @@ def deepfool(
     ``x_{i+1} = clip_[0,1](x_i + (1 + overshoot) r_i)``).  For an affine classifier one step lands exactly
     on the boundary of eq. (4)-(6): r = |f(x)| w / ||w||^2 (times 1 + overshoot).
 
-    Only the ``num_candidates`` classes with the highest clean logits are
-    considered (as in the reference code).  The loop runs batched over the
+    Only ``y`` and the ``num_candidates - 1`` other classes with the highest clean
+    logits are considered (as in the reference code, where ``y`` is the top class).  The loop runs batched over the
     examples still correctly classified; each example stops as soon as it is
     misclassified (or after ``max_iter`` iterations, returning its last iterate).
     Per iteration one forward pass (two when some examples were just fooled:
@@ -44,12 +44,42 @@ def deepfool(
     for the ``num_candidates - 1`` gradients ``w'_k``.
 
     Args:
-        model: logits model (N, K).  x: (N, ...) float in [0, 1].  y: true labels (N,).
-        overshoot: >= 0.  num_candidates: >= 2 (capped at K).  max_iter: >= 0.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K) (untargeted attack only).
+        overshoot: relative overshoot of each step, float >= 0 (default 0.02, as in
+            the authors' code); pushes the point across the linearised boundary.
+        num_candidates: number of classes considered, int >= 2 (default 10; capped at K):
+            the true class plus the ``num_candidates - 1`` other classes with the highest
+            clean logits.
+        max_iter: maximum number of linearisation steps per example, int >= 0 (default 50).
 
     Returns:
-        x_adv (N, ...) in [0, 1].  Examples already misclassified are returned
-        unchanged.  Deterministic; independent of the batch.
+        x_adv (N, ...) with the dtype/device of x, in [0, 1].  Examples already
+        misclassified are returned unchanged; examples not fooled within ``max_iter``
+        steps return their last iterate.  Deterministic; independent of the batch.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            ``overshoot`` is not a real number, or ``num_candidates``/``max_iter`` are not ints.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, ``overshoot``
+            negative or not finite, ``num_candidates < 2``, ``max_iter < 0``, or the model
+            does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import deepfool
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()  # an affine classifier
+        >>> x = torch.rand(4, 1, 8, 8)
+        >>> y = model(x).argmax(1)  # attack the model's own predictions
+        >>> x_adv = deepfool(model, x, y, max_iter=10)
+        >>> x_adv.shape
+        torch.Size([4, 1, 8, 8])
+        >>> bool((model(x_adv).argmax(1) != y).all())
+        True
     """
     y = check_inputs(model, x, y)
     overshoot = check_nonneg(overshoot, "overshoot")

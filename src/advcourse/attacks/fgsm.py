@@ -9,21 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._utils import bview, l2_norm, objective, project_l2_exact, project_linf_exact
-from ._validate import check_choice, check_inputs, check_logits, check_nonneg, eval_mode
+from ._utils import bview, l2_norm, project_l2_exact, project_linf_exact
+from ._validate import check_choice, check_inputs, check_nonneg, eval_mode
+from .gradients import loss_gradient
 
 __all__ = ["fgsm", "fgm"]
-
-
-def _loss_grad(model, x, y, loss, targeted):
-    """Gradient of the per-example objective (summed, so independent of N) w.r.t. x only."""
-    xr = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(xr)
-        check_logits(logits, y)
-        obj = objective(logits, y, loss, targeted)
-        (g,) = torch.autograd.grad(obj.sum(), xr)
-    return g
 
 
 def fgsm(
@@ -39,26 +29,48 @@ def fgsm(
 
     ``x_adv = clip_[0,1]( x + eps * sign(grad_x J(x, y)) )``; with ``targeted=True``
     the step *descends* the loss of the target class: ``x - eps * sign(grad_x J(x, t))``.
+    One forward and one backward pass; deterministic and independent of the batch.
 
     Args:
         model: classifier returning logits (N, K). Put in eval mode during the
             attack; its previous mode is restored.
         x: images, float tensor (N, ...) with values in [0, 1].
         y: labels (N,) int64 in [0, K); target labels if ``targeted``.
-        eps: L-inf radius >= 0 (in [0, 1] pixel units).
-        targeted: see above.
-        loss: ``"ce"`` (cross-entropy, as in the paper) or ``"margin"``
+        eps: L-inf radius >= 0 (in [0, 1] pixel units); ``eps=0`` returns a copy of ``x``.
+        targeted: if True, move towards the class ``y`` (descend its loss) instead of
+            away from it. Default False.
+        loss: ``"ce"`` (cross-entropy, as in the paper; the default) or ``"margin"``
             (C&W logit margin max_{j!=y} z_j - z_y).
 
     Returns:
         x_adv with the shape/dtype/device of x, in [0, 1] and with
         ``(x_adv - x).abs().max() <= eps`` exactly.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x`` is not a floating tensor,
+            ``y`` does not hold integers, or ``eps`` is not a real number.
+        ValueError: ``x`` has values outside [0, 1] or non-finite ones, ``y`` has the
+            wrong shape or labels outside [0, K), ``eps`` is negative or not finite,
+            ``loss`` is not ``"ce"``/``"margin"``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgsm
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = fgsm(model, x, y, eps=0.1)
+        >>> x_adv.shape
+        torch.Size([4, 1, 28, 28])
+        >>> bool((x_adv - x).abs().max() <= 0.1), bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (True, True)
     """
     y = check_inputs(model, x, y)
     eps = check_nonneg(eps, "eps")
     check_choice(loss, "loss", ("ce", "margin"))
     with eval_mode(model):
-        g = _loss_grad(model, x, y, loss, targeted)
+        g = loss_gradient(model, x, y, loss, targeted)
         if eps == 0:
             return x.detach().clone()
         return project_linf_exact(x.detach() + eps * g.sign(), x.detach(), eps)
@@ -80,14 +92,45 @@ def fgm(
     steepest-ascent step of Goodfellow et al. 2015 eq. (3) with the sign (the
     L-inf dual) replaced by the L2-normalised gradient.
 
-    Args/Returns: as :func:`fgsm`, except ``eps`` is an L2 radius and the
-    result satisfies ``||x_adv - x||_2 <= eps`` (up to 1e-6 relative rounding).
+    Args:
+        model: classifier returning logits (N, K). Put in eval mode during the
+            attack; its previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: labels (N,) int64 in [0, K); target labels if ``targeted``.
+        eps: L2 radius >= 0 (of the whole perturbation of one example, in [0, 1]
+            pixel units); ``eps=0`` returns a copy of ``x``.
+        targeted: if True, move towards the class ``y`` (descend its loss) instead of
+            away from it. Default False.
+        loss: ``"ce"`` (cross-entropy; the default) or ``"margin"``
+            (C&W logit margin max_{j!=y} z_j - z_y).
+
+    Returns:
+        x_adv with the shape/dtype/device of x, in [0, 1] and with
+        ``||x_adv - x||_2 <= eps`` per example (up to 1e-6 relative rounding).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x`` is not a floating tensor,
+            ``y`` does not hold integers, or ``eps`` is not a real number.
+        ValueError: ``x`` has values outside [0, 1] or non-finite ones, ``y`` has the
+            wrong shape or labels outside [0, K), ``eps`` is negative or not finite,
+            ``loss`` is not ``"ce"``/``"margin"``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgm
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> x_adv = fgm(model, x, y, eps=1.0)
+        >>> bool(((x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-6).all())
+        True
     """
     y = check_inputs(model, x, y)
     eps = check_nonneg(eps, "eps")
     check_choice(loss, "loss", ("ce", "margin"))
     with eval_mode(model):
-        g = _loss_grad(model, x, y, loss, targeted)
+        g = loss_gradient(model, x, y, loss, targeted)
         if eps == 0:
             return x.detach().clone()
         step = g / bview(l2_norm(g).clamp_min(1e-30), g)

@@ -69,13 +69,38 @@ def jsma(
     examples still running; each example stops on its own.
 
     Args:
-        model: logits model.  x: (N, ...) in [0, 1] (features are flattened).
-        target: target labels (N,).  theta: +-(0, 1], change per feature.
-        gamma: maximum fraction of features changed, in (0, 1].
-        variant: ``"z"`` or ``"f"``.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: inputs, float tensor (N, ...) with values in [0, 1] (features are flattened).
+        target: target labels (N,) int in [0, K).
+        theta: change per selected feature, a non-zero number in [-1, 1] (default 1:
+            set features to 1; negative values decrease them).
+        gamma: maximum fraction of features changed, in (0, 1] (default 0.145, the
+            paper's MNIST setting).
+        variant: ``"z"`` (differentiate the logits, default) or ``"f"`` (the softmax).
 
     Returns:
-        x_adv (N, ...) in [0, 1]; deterministic and independent of the batch.
+        x_adv (N, ...) with the dtype/device of x, in [0, 1]; at most
+        ``2 * floor(gamma * D / 2)`` features differ from ``x``.  Deterministic and
+        independent of the batch.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``target`` have the wrong
+            dtype, or ``gamma`` is not a real number.
+        ValueError: ``x`` outside [0, 1], bad ``target`` shape or labels, ``theta`` not a
+            non-zero number in [-1, 1] (also raised for a non-number ``theta``), ``gamma``
+            not in (0, 1], unknown ``variant``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import jsma
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+        >>> x, target = torch.rand(4, 1, 8, 8), torch.tensor([5, 6, 7, 8])
+        >>> x_adv = jsma(model, x, target)  # at most 2 * floor(0.145 * 64 / 2) = 8 features
+        >>> x_adv.shape, int((x_adv != x).flatten(1).sum(1).max()) <= 8
+        (torch.Size([4, 1, 8, 8]), True)
     """
     target = check_inputs(model, x, target, y_name="target")
     if not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta == 0 or abs(theta) > 1:

@@ -46,14 +46,36 @@ def lbfgs(
     returned (x itself where no c succeeded).
 
     Args:
-        model: logits model (N, K).  x: (N, ...) float in [0, 1].
-        target: target labels (N,) (required: this is a targeted attack; see
-            :func:`lbfgs_untargeted`).
-        c: initial constant > 0.  search_steps: solves per example.
-        max_iter: L-BFGS-B iterations per solve.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        target: target labels (N,) int in [0, K) (required: this is a targeted attack;
+            see :func:`lbfgs_untargeted`).
+        c: initial constant of the line search, > 0 (default 1).
+        search_steps: number of L-BFGS-B solves (values of c) per example, int >= 1
+            (default 10).
+        max_iter: L-BFGS-B iterations per solve, int >= 1 (default 100).
 
     Returns:
-        x_adv (N, ...) in [0, 1], same dtype/device as x.
+        x_adv (N, ...) in [0, 1], same dtype/device as x.  Examples already classified
+        as their target, and examples for which no c succeeded, are returned unchanged.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``target`` have the wrong
+            dtype, ``c`` is not a real number, or ``search_steps``/``max_iter`` are not ints.
+        ValueError: ``x`` outside [0, 1], bad ``target`` shape or labels, ``c`` not > 0,
+            ``search_steps``/``max_iter`` < 1, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import lbfgs
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+        >>> x, target = torch.rand(4, 1, 8, 8), torch.tensor([5, 6, 7, 8])
+        >>> x_adv = lbfgs(model, x, target, search_steps=2, max_iter=10)
+        >>> x_adv.shape, x_adv.dtype, bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (torch.Size([4, 1, 8, 8]), torch.float32, True)
     """
     target = check_inputs(model, x, target, y_name="target")
     c = check_nonneg(c, "c", positive=True)
@@ -81,7 +103,7 @@ def lbfgs(
         for _ in range(search_steps):
             cw = const.to(x.dtype)
 
-            def fun(v):
+            def fun(v, cw=cw):  # bind this round's constant
                 xp = torch.from_numpy(v).to(device=x.device, dtype=x.dtype).view_as(x).requires_grad_(True)
                 with torch.enable_grad():
                     dist = ((xp - x) ** 2).flatten(1).sum(1)
@@ -108,7 +130,39 @@ def lbfgs(
 
 def lbfgs_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
     """Untargeted convenience for :func:`lbfgs`: targets, per example, the
-    runner-up class (highest clean logit other than ``y``)."""
+    runner-up class (highest clean logit other than ``y``).
+
+    This is the box-constrained L-BFGS attack of Szegedy et al. 2014 (section 4.1) aimed
+    at the class the model ranks second on the clean input, usually the nearest one.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        **kwargs: passed on to :func:`lbfgs` (``c``, ``search_steps``, ``max_iter``).
+
+    Returns:
+        x_adv (N, ...) in [0, 1], same dtype/device as x (see :func:`lbfgs`).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            or an argument in ``kwargs`` is not accepted by :func:`lbfgs`.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, the model does not
+            return (N, K) logits, or a value in ``kwargs`` is out of range.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcourse.attacks import lbfgs_untargeted
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+        >>> x = torch.rand(4, 1, 8, 8)
+        >>> y = model(x).argmax(1)
+        >>> x_adv = lbfgs_untargeted(model, x, y, search_steps=2, max_iter=10)
+        >>> x_adv.shape
+        torch.Size([4, 1, 8, 8])
+    """
     y = check_inputs(model, x, y)
     with eval_mode(model), torch.no_grad():
         logits = model(x.detach())

@@ -1,21 +1,23 @@
-"""Evaluation helpers for attacks: robust accuracy, accuracy-vs-eps curves,
+"""How robust a model is: distortions, robust accuracy, accuracy-vs-eps curves,
 per-example worst case over several attacks, transfer matrices, and a strong
 default evaluation (PGD-CE + PGD-margin with restarts + Square)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ._validate import check_inputs, check_logits, check_nonneg, check_norm, check_positive_int, eval_mode
+from ..evaluate import logits
+from ._validate import check_inputs, check_logits, check_nonneg, check_norm, check_positive_int
 from .pgd import pgd
 from .square import square
 
 __all__ = [
+    "distortion",
     "robust_accuracy",
     "robust_mask",
     "accuracy_vs_eps",
@@ -29,18 +31,57 @@ Attack = Callable[..., torch.Tensor]
 
 
 def _predict(model, x, batch_size):
-    with eval_mode(model), torch.no_grad():
-        outs = [model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-    if not outs:
+    z = logits(model, x, batch_size)
+    if not len(z):
         return torch.empty(0, dtype=torch.long, device=x.device)
-    logits = torch.cat(outs)
-    check_logits(logits)
-    return logits.argmax(1)
+    check_logits(z)
+    return z.argmax(1)
 
 
 def _attack_batched(model, x, y, attack, batch_size, **kw):
     return torch.cat([attack(model, x[i : i + batch_size], y[i : i + batch_size], **kw)
                       for i in range(0, x.shape[0], batch_size)]) if x.shape[0] else x.clone()
+
+
+def distortion(x: torch.Tensor, x_adv: torch.Tensor, norm: str = "l2") -> torch.Tensor:
+    """The size of each perturbation r = x_adv − x, shape (N,), in ``norm``:
+
+    * ``"l2"``: ‖r‖₂;  ``"linf"``: ‖r‖∞;
+    * ``"l0"``: the number of entries (pixel values, each channel counted separately) changed by
+      more than 1e-4 (below 1/255, above float noise);
+    * ``"rms"``: Szegedy et al.'s distortion sqrt(Σ r_i² / n), the root-mean-square change per pixel
+      (Szegedy et al. 2014, section 4.1; n the number of entries).
+
+    Args:
+        x: clean inputs (N, ...).
+        x_adv: perturbed inputs, same shape as ``x``.
+        norm: ``"l2"`` (default), ``"linf"``, ``"l0"`` or ``"rms"`` (no aliases such as ``"inf"``).
+
+    Returns:
+        Tensor (N,) with the dtype of ``x``.
+
+    Raises:
+        ValueError: ``norm`` is not one of the four names.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.attacks import distortion
+        >>> x = torch.zeros(2, 1, 2, 2)
+        >>> x_adv = x.clone()
+        >>> x_adv[0, 0, 0, 0] = 0.5
+        >>> distortion(x, x_adv, "l0").tolist(), distortion(x, x_adv, "linf").tolist()
+        ([1.0, 0.0], [0.5, 0.0])
+    """
+    r = (x_adv - x).flatten(1)
+    if norm == "l2":
+        return r.norm(dim=1)
+    if norm == "linf":
+        return r.abs().amax(1)
+    if norm == "l0":
+        return (r.abs() > 1e-4).sum(1).to(x.dtype)
+    if norm == "rms":
+        return r.pow(2).mean(1).sqrt()
+    raise ValueError(f"norm must be 'l2', 'linf', 'l0' or 'rms', got {norm!r}")
 
 
 def robust_mask(
@@ -49,7 +90,39 @@ def robust_mask(
     """Bool (N,): example is classified correctly on x *and* on ``attack(model, x, y, **kw)``.
 
     The attack runs in chunks of ``batch_size`` and only on the examples that
-    are correct on clean data (the others count as non-robust anyway).
+    are correct on clean data (the others count as non-robust anyway).  Robust accuracy
+    in the sense of Madry et al. 2018 (eq. 2.1, the adversarial loss with the 0-1 loss).
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode.
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        attack: ``attack(model, x, y, **kw) -> x_adv`` (e.g. :func:`pgd`), or None for
+            the clean predictions only.
+        batch_size: chunk size for the predictions and the attack, int >= 1 (default 256).
+        **kw: passed on to ``attack`` (e.g. ``eps``, ``steps``).
+
+    Returns:
+        Bool tensor (N,) on the model's device.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x`` is not a floating tensor,
+            ``y`` does not hold integers, or ``batch_size`` is not an int.
+        ValueError: ``x`` outside [0, 1] or non-finite, ``y`` not of shape (N,),
+            ``batch_size < 1``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import pgd, robust_mask
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> mask = robust_mask(model, x, y, pgd, eps=0.1, steps=3)
+        >>> mask.shape, mask.dtype
+        (torch.Size([4]), torch.bool)
+        >>> bool((mask <= robust_mask(model, x, y)).all())  # robust implies correct when clean
+        True
     """
     y = check_inputs(model, x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -69,7 +142,36 @@ def robust_accuracy(
     """Fraction of examples still correctly classified under ``attack`` (clean accuracy if None).
 
     ``attack`` is any ``attack(model, x, y, **kw) -> x_adv`` (e.g.
-    ``robust_accuracy(m, x, y, pgd, eps=8/255, early_stop=True)``).
+    ``robust_accuracy(m, x, y, pgd, eps=8/255, early_stop=True)``).  The mean of
+    :func:`robust_mask`: the 0-1 adversarial loss of Madry et al. 2018 (eq. 2.1), subtracted from 1.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode.
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        attack: ``attack(model, x, y, **kw) -> x_adv``, or None for the clean accuracy.
+        batch_size: chunk size for the predictions and the attack, int >= 1 (default 256).
+        **kw: passed on to ``attack``.
+
+    Returns:
+        Accuracy in [0, 1] as a float (nan for an empty batch).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x`` is not a floating tensor,
+            ``y`` does not hold integers, or ``batch_size`` is not an int.
+        ValueError: ``x`` outside [0, 1] or non-finite, ``y`` not of shape (N,),
+            ``batch_size < 1``, or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgsm, robust_accuracy
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> acc = robust_accuracy(model, x, y, fgsm, eps=0.1)
+        >>> 0.0 <= acc <= robust_accuracy(model, x, y)  # never above the clean accuracy
+        True
     """
     mask = robust_mask(model, x, y, attack, batch_size=batch_size, **kw)
     return float(mask.float().mean()) if mask.numel() else float("nan")
@@ -85,7 +187,38 @@ def accuracy_vs_eps(
     batch_size: int = 256,
     **kw,
 ) -> list[float]:
-    """Robust accuracy for each ``eps`` in ``eps_values`` (same order); ``attack(model, x, y, eps=e, **kw)``."""
+    """Robust accuracy for each ``eps`` in ``eps_values`` (same order); ``attack(model, x, y, eps=e, **kw)``.
+
+    One :func:`robust_accuracy` per value: the accuracy-versus-eps curves of the chapters
+    (Goodfellow et al. 2015; Madry et al. 2018).
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode.
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        attack: ``attack(model, x, y, eps=..., **kw) -> x_adv``.
+        eps_values: the radii, each a real number >= 0.
+        batch_size: chunk size, int >= 1 (default 256).
+        **kw: passed on to ``attack`` (must not contain ``eps``).
+
+    Returns:
+        List of accuracies in [0, 1], one per value of ``eps_values``.
+
+    Raises:
+        TypeError: a value of ``eps_values`` is not a real number (or as :func:`robust_mask`).
+        ValueError: a value of ``eps_values`` is negative or not finite (or as :func:`robust_mask`).
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import accuracy_vs_eps, fgsm, robust_accuracy
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> accs = accuracy_vs_eps(model, x, y, fgsm, [0.0, 0.1])
+        >>> len(accs), accs[0] == robust_accuracy(model, x, y)  # eps = 0: the clean accuracy
+        (2, True)
+    """
     eps_values = [check_nonneg(e, "eps_values") for e in eps_values]
     return [robust_accuracy(model, x, y, attack, batch_size=batch_size, eps=e, **kw) for e in eps_values]
 
@@ -139,7 +272,44 @@ def worst_case_over(
 
     An example is robust only if it survives *all* attacks: the per-example
     minimum of the correctness indicator.  Attack k runs only on the examples
-    that survived attacks 0..k-1 (same result, less compute).
+    that survived attacks 0..k-1 (same result, less compute).  This is the
+    worst case over attacks that Carlini et al. 2019 ("On evaluating adversarial
+    robustness") ask for, and how AutoAttack (Croce & Hein 2020) combines its attacks.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode.
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        attacks: a dict name -> attack, or a sequence of attacks (named by ``__name__``,
+            or the wrapped function's name for a ``functools.partial``); each is called as
+            ``attack(model, x, y)``, in order.
+        batch_size: chunk size for the predictions and the attacks, int >= 1 (default 256).
+
+    Returns:
+        :class:`WorstCase` with ``x_adv``, ``robust``, ``fooled_by`` and ``accuracy_after``.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x`` is not a floating tensor,
+            ``y`` does not hold integers, or ``batch_size`` is not an int.
+        ValueError: ``x`` outside [0, 1] or non-finite, ``y`` not of shape (N,),
+            ``batch_size < 1``, or the model does not return (N, K) logits.
+        ValueError: ``attacks`` is empty.
+        TypeError: an entry of ``attacks`` is not callable.
+
+    Examples:
+        >>> import functools
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgsm, pgd, worst_case_over
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> attacks = {"fgsm": functools.partial(fgsm, eps=0.1), "pgd": functools.partial(pgd, eps=0.1, steps=3)}
+        >>> wc = worst_case_over(model, x, y, attacks)
+        >>> list(wc.accuracy_after), wc.fooled_by.shape
+        (['fgsm', 'pgd'], torch.Size([4]))
+        >>> wc.accuracy <= wc.accuracy_after["fgsm"]
+        True
     """
     y = check_inputs(model, x, y)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -172,8 +342,36 @@ def transfer_matrix(
     """M[i, j] = accuracy of model j on ``attack(models[i], x, y, **kw)`` (crafted on model i).
 
     The diagonal is the white-box robust accuracy; off-diagonal entries measure
-    transfer.  ``models`` may be a list or a dict (rows/columns follow its
-    order).  Returns a float64 CPU tensor (M, M).
+    transfer (Szegedy et al. 2014 section 4.2, Papernot et al. 2017).  ``models`` may be
+    a list or a dict (rows/columns follow its order).  Returns a float64 CPU tensor (M, M).
+    The attack runs on every example (also those model i misclassifies when clean).
+
+    Args:
+        models: the M models, a sequence or a dict name -> model (only the values are used).
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        attack: ``attack(model, x, y, **kw) -> x_adv``.
+        batch_size: chunk size for the attack and the predictions, int >= 1 (default 256).
+        **kw: passed on to ``attack``.
+
+    Returns:
+        Float64 CPU tensor (M, M) of accuracies in [0, 1].
+
+    Raises:
+        ValueError: ``models`` is empty, or ``x``/``y`` are invalid (checked against the
+            first model, as in :func:`robust_mask`).
+        TypeError: the first model is not an ``nn.Module`` or ``x``/``y`` have the wrong dtype.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgsm, transfer_matrix
+        >>> _ = torch.manual_seed(0)
+        >>> models = {"a": MnistCNN().eval(), "b": MnistCNN().eval()}
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> m = transfer_matrix(models, x, y, fgsm, eps=0.1)
+        >>> m.shape, m.dtype
+        (torch.Size([2, 2]), torch.float64)
     """
     mods = list(models.values()) if isinstance(models, Mapping) else list(models)
     if not mods:
@@ -213,6 +411,45 @@ def strong_evaluation(
     Step size ``2.5 * eps / steps``.  Returns :class:`WorstCase`; its
     ``accuracy_after`` holds the cumulative robust accuracy after each attack
     (keys ``"pgd_ce"``, ``"pgd_margin"``, ``"square"``) and ``accuracy`` the final one.
+    Square is skipped (no ``"square"`` key) for ``norm="2"`` and for inputs that are not
+    images (N, C, H, W) with H, W >= 2.
+
+    Args:
+        model: classifier returning logits (N, K); evaluated in eval mode.
+        x: inputs, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K).
+        eps: radius of the ``norm``-ball, >= 0.
+        norm: ``"inf"`` (default) or ``"2"``.
+        steps: PGD steps per restart, int >= 1 (default 100).
+        restarts: PGD random restarts, int >= 1 (default 5).
+        square_queries: Square's query budget per example, int >= 1 (default 5000).
+        square_p_init: Square's initial fraction of pixels, in (0, 1] (default 0.8).
+        batch_size: chunk size, int >= 1 (default 256).
+        generator: ``torch.Generator`` for the random starts and Square (None: global RNG).
+
+    Returns:
+        :class:`WorstCase` over the attacks above.
+
+    Raises:
+        TypeError: ``eps`` is not a real number, ``steps``/``restarts``/``square_queries``
+            are not ints, or as :func:`worst_case_over`.
+        ValueError: ``eps`` negative, unsupported ``norm``, ``steps``/``restarts``/
+            ``square_queries`` < 1, or as :func:`worst_case_over`; ``square_p_init`` outside
+            (0, 1] is reported by :func:`square` when it runs.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import strong_evaluation
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> res = strong_evaluation(model, x, y, eps=0.1, steps=2, restarts=1, square_queries=10, generator=gen)
+        >>> list(res.accuracy_after)
+        ['pgd_ce', 'pgd_margin', 'square']
+        >>> 0.0 <= res.accuracy <= 1.0
+        True
     """
     eps = check_nonneg(eps, "eps")
     norm = check_norm(norm)

@@ -18,7 +18,32 @@ _CHECK_EVERY = 10
 def square_p_schedule(p_init: float, it: int, n_queries: int) -> float:
     """Fraction p of pixels changed at iteration ``it`` (the authors' piecewise
     constant schedule, halving at iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k, 8k
-    when rescaled to a 10k-query budget)."""
+    when rescaled to a 10k-query budget).
+
+    Andriushchenko et al. 2020, section 3.1 ("the schedule of p") and the authors' code.
+
+    Args:
+        p_init: initial fraction of pixels, in (0, 1] (not checked here; :func:`square`
+            checks it).
+        it: current iteration, int >= 0.
+        n_queries: total query budget, int >= 1 (``it`` is rescaled by
+            ``10000 / n_queries``).
+
+    Returns:
+        ``p_init / 2**k`` with k in 0..9 given by the rescaled iteration.
+
+    Raises:
+        ZeroDivisionError: ``n_queries == 0`` (no argument is validated).
+
+    Examples:
+        >>> from advcourse.attacks import square_p_schedule
+        >>> square_p_schedule(0.8, 0, 1000) == 0.8
+        True
+        >>> square_p_schedule(0.8, 100, 1000) == 0.8 / 16  # iteration 1000 of 10k
+        True
+        >>> square_p_schedule(0.8, 999, 1000) == 0.8 / 512
+        True
+    """
     i = int(it / n_queries * 10000)
     for k, bound in enumerate((10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)):
         if i <= bound:
@@ -27,7 +52,7 @@ def square_p_schedule(p_init: float, it: int, n_queries: int) -> float:
 
 
 def _loss(logits, y, targeted):
-    """Margin loss to *minimise*; <= 0 ... < 0 means success."""
+    """Margin loss to *minimise*, (N,); the attack treats ``loss <= 0`` as success."""
     m = margin(logits, y)  # z_y - max_{j!=y} z_j
     return -m if targeted else m
 
@@ -62,14 +87,38 @@ def square(
     The perturbation stays on the eps-sphere corners, so ``||x_adv - x||_inf <= eps``.
 
     Args:
-        model: logits model.  x: images (N, C, H, W) in [0, 1] with H, W >= 2.
-        y: labels (targets if ``targeted``) (N,).  eps: L-inf radius >= 0.
-        n_queries: query budget per example (>= 1, the initialisation is one).
-        p_init: initial fraction of pixels, in (0, 1].
-        generator: ``torch.Generator`` for reproducibility.
+        model: classifier returning logits (N, K); evaluated in eval mode, its
+            previous mode is restored.  Only its outputs are used.
+        x: images, float tensor (N, C, H, W) with values in [0, 1] and H, W >= 2.
+        y: labels (N,) int in [0, K); target labels if ``targeted``.
+        eps: L-inf radius >= 0 (in [0, 1] pixel units); ``eps=0`` returns a copy of ``x``.
+        n_queries: query budget per example, int >= 1 (default 1000; the
+            initialisation is one, the clean forward pass is not counted).
+        p_init: initial fraction of pixels in a square, in (0, 1] (default 0.05).
+        targeted: reach the class ``y`` instead of leaving it. Default False.
+        generator: ``torch.Generator`` for reproducibility (None: the global RNG).
 
     Returns:
         x_adv (N, C, H, W) in [0, 1] with ``(x_adv - x).abs().max() <= eps``.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
+            ``eps``/``p_init`` are not real numbers, or ``n_queries`` is not an int.
+        ValueError: ``x`` outside [0, 1] or not of shape (N, C, H, W) with H, W >= 2, bad
+            ``y`` shape or labels, ``eps`` negative, ``n_queries < 1``, ``p_init`` not in
+            (0, 1], or the model does not return (N, K) logits.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import square
+        >>> _ = torch.manual_seed(0)
+        >>> model = MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> x_adv = square(model, x, y, eps=0.1, n_queries=20, generator=gen)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 0.1)
+        (torch.Size([4, 1, 28, 28]), True)
     """
     y = check_inputs(model, x, y)
     eps = check_nonneg(eps, "eps")

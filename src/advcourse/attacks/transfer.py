@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -57,9 +57,37 @@ def transfer(
     "prediction != y" (or "== y" if ``kwargs["targeted"]``), on each model.
     Both models are used in eval mode and restored.
 
+    Args:
+        surrogate: the model the attack is run on (white-box access), returning logits (N, K).
+        target: the model the examples are transferred to; only its predictions are used.
+        x: images, float tensor (N, ...) with values in [0, 1].
+        y: true labels (N,) int in [0, K), or target labels if ``kwargs["targeted"]``.
+        attack: any ``attack(model, x, y, **kwargs) -> x_adv``, e.g. :func:`fgsm` or :func:`pgd`.
+        **kwargs: passed on to ``attack`` (e.g. ``eps``); ``targeted`` also decides what
+            counts as success.
+
     Returns:
         :class:`TransferResult` with ``x_adv`` (N, ...) and the masks
         ``surrogate_fooled`` / ``target_fooled`` (N,) bool.
+
+    Raises:
+        TypeError: ``surrogate`` or ``target`` is not an ``nn.Module``, ``attack`` is not
+            callable, or ``x``/``y`` have the wrong dtype.
+        ValueError: ``x`` outside [0, 1], bad ``y`` shape or labels, or a model does not
+            return (N, K) logits (``attack`` may raise its own errors for ``kwargs``).
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.models import MnistCNN
+        >>> from advcourse.attacks import fgsm, transfer
+        >>> _ = torch.manual_seed(0)
+        >>> surrogate, target = MnistCNN().eval(), MnistCNN().eval()
+        >>> x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        >>> res = transfer(surrogate, target, x, y, fgsm, eps=0.1)
+        >>> res.x_adv.shape, res.target_fooled.dtype
+        (torch.Size([4, 1, 28, 28]), torch.bool)
+        >>> 0.0 <= res.target_accuracy <= 1.0
+        True
     """
     y = check_inputs(surrogate, x, y)
     if not isinstance(target, nn.Module):
@@ -90,13 +118,29 @@ def gaussian_rubbish(
     confidently it assigns such noise to real classes.
 
     Args:
-        shape: per-example shape, e.g. ``(1, 28, 28)``.
-        n: number of samples (>= 0).
+        shape: per-example shape, e.g. ``(1, 28, 28)`` (an int for 1-d samples);
+            every size > 0.
+        n: number of samples, int >= 0.
         generator: optional ``torch.Generator`` (samples are drawn on its
             device and moved to ``device``).
+        device: device of the result (default: the generator's device, else the CPU).
+        dtype: floating dtype of the samples (default ``torch.float32``).
 
     Returns:
         (n, *shape) tensor in [0, 1].
+
+    Raises:
+        TypeError: ``n`` is not an int.
+        ValueError: ``n < 0`` or ``shape`` contains a size <= 0.
+
+    Examples:
+        >>> import torch
+        >>> from advcourse.attacks import gaussian_rubbish
+        >>> x = gaussian_rubbish((1, 28, 28), 5, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, bool(x.min() >= 0 and x.max() <= 1)
+        (torch.Size([5, 1, 28, 28]), True)
+        >>> bool(0.4 < (x == 0).float().mean() < 0.6)  # about half the entries clip to 0
+        True
     """
     n = check_positive_int(n, "n", allow_zero=True)
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,)))

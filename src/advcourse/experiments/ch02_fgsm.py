@@ -11,19 +11,18 @@ Images are float tensors (N, C, H, W) in [0, 1]; models return logits (N, K).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attacks import fgm, fgsm
-from .cache import load_or_train
-from .evaluate import adversarial_examples, eval_mode
-from .linear_explanation import ErrorReport, error_report
-from .models.mlp import MLP
-from .train import train
+from ..attacks import fgm, fgsm, input_gradient
+from ..cache import load_or_train
+from ..evaluate import attack_report, eval_mode
+from ..models import MLP, Ensemble, cifar_convnet
+from ..runtime import device_of
+from ..train import train
 
 TRAININGS = ("standard", "fgsm", "sign_noise", "uniform_noise")
 
@@ -39,7 +38,7 @@ class Recipe:
     of adversarial training, ``clean_weight`` the α of the mixed objective (eq. 6);
     ``n_val`` training images are held out for early stopping. ``ensemble`` members,
     ``pgd_steps`` and ``n_attack`` (test digits for the iterative attacks) size the
-    remaining experiments.
+    remaining experiments; ``n_sweep`` test digits go through the ε sweep.
     """
 
     unit: str = "maxout"
@@ -55,6 +54,7 @@ class Recipe:
     ensemble: int = 5
     pgd_steps: int = 20
     n_attack: int = 1000
+    n_sweep: int = 500
 
     def config(self) -> dict:
         """The settings that determine a trained model (the cache key), as plain JSON types."""
@@ -68,7 +68,7 @@ class Recipe:
 FAST = Recipe()
 #: The GPU profile: all of MNIST and the paper's wider network (1600 maxout units per layer).
 FULL = Recipe(hidden=(1600, 1600), dropout=0.2, epochs=60, n_val=10_000, ensemble=12,
-              pgd_steps=40, n_attack=10_000)
+              pgd_steps=40, n_attack=10_000, n_sweep=2000)
 
 
 def holdout(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int = 0):
@@ -140,24 +140,6 @@ def train_mlp(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Ten
     return load_or_train(f"ch02-mlp-{training}", config, build, fit, device=device)
 
 
-class Ensemble(nn.Module):
-    """Averages its members' softmax probabilities; returns log(mean p) as logits (N, K).
-
-    Softmax of these logits is exactly the mean probability, so every attack and
-    metric treats the ensemble as one model.
-    """
-
-    def __init__(self, members):
-        super().__init__()
-        if len(members) < 1:
-            raise ValueError("an ensemble needs at least one member")
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logp = torch.stack([m(x).log_softmax(dim=1) for m in self.members])
-        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
-
-
 def train_ensemble(recipe: Recipe, x, y, x_val, y_val, *, data_tag: str, seed: int = 0, device="cpu",
                    progress: bool = True) -> Ensemble:
     """``recipe.ensemble`` standard MLPs with seeds ``seed, seed + 1, …`` (each cached; member 0
@@ -168,14 +150,6 @@ def train_ensemble(recipe: Recipe, x, y, x_val, y_val, *, data_tag: str, seed: i
 
 
 # --- measuring attacks ---------------------------------------------------------------
-
-def attack_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable,
-                  source: nn.Module | None = None):
-    """Adversarial examples made by ``attack(source, x, y)`` (``source`` defaults to ``model``)
-    and the error and confidence of ``model`` on them: returns (x_adv, ErrorReport)."""
-    x_adv = adversarial_examples(source if source is not None else model, x, y, attack)
-    return x_adv, error_report(model, x_adv, y)
-
 
 def random_signs(eps: float, generator: torch.Generator) -> Callable:
     """An "attack" that adds ε times independent random signs to every pixel (a control)."""
@@ -214,19 +188,6 @@ def one_step_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_val
 
 # --- the ε sweep along the FGSM direction (Figure 4) ------------------------------------
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """∇ₓJ(θ, x, y) of the summed cross-entropy, same shape as ``x`` (N, ...), on x's device.
-
-    Only the input is differentiated; the model's parameters get no ``.grad``.
-    """
-    device = next(model.parameters()).device
-    xr = x.detach().to(device).clone().requires_grad_(True)
-    with eval_mode(model), torch.enable_grad():
-        loss = F.cross_entropy(model(xr), y.to(device), reduction="sum")
-        (g,) = torch.autograd.grad(loss, xr)
-    return g.to(x.device)
-
-
 def fgsm_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """sign(∇ₓJ(θ, x, y)) for each example, same shape as ``x`` (N, ...), entries in {−1, 0, 1}."""
     return input_gradient(model, x, y).sign()
@@ -251,7 +212,7 @@ def logit_sweep(model: nn.Module, x: torch.Tensor, y: int, eps_values: torch.Ten
     direction = fgsm_direction(model, x[None], torch.tensor([y]))[0]
     eps_values = torch.as_tensor(eps_values, dtype=x.dtype)
     images = x[None] + eps_values.view(-1, *([1] * x.ndim)) * direction[None]
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model), torch.no_grad():
         logits = model(images.to(device)).cpu()
     return {"eps": eps_values, "logits": logits, "images": images}
@@ -290,7 +251,7 @@ def sweep_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values:
     eps_values = torch.as_tensor(eps_values, dtype=x.dtype)
     shape = (1, -1, *([1] * (x.ndim - 1)))
     images = (x[:, None] + eps_values.view(shape) * direction[:, None]).flatten(0, 1)
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model), torch.no_grad():
         pred = torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])
     return pred.view(len(x), len(eps_values)) != y.view(-1, 1)
@@ -357,29 +318,6 @@ def plot_filters(models: dict, units: int = 8, pieces: int = 2):
 
 # --- CIFAR-10 (the full profile only) ---------------------------------------------------
 
-class Normalise(nn.Module):
-    """Per-channel standardisation inside the model, so attacks work on [0, 1] pixels."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
-def cifar_convnet(width: int = 64) -> nn.Module:
-    """A small VGG-style convolutional ReLU network for 32×32 RGB images in [0, 1]."""
-    def block(c_in, c_out):
-        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
-
-    return nn.Sequential(Normalise((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-                         *block(3, width), *block(width, 2 * width), *block(2 * width, 4 * width),
-                         nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * width * 16, 10))
-
-
 def train_cifar(cifar, *, epochs: int = 30, lr: float = 1e-3, seed: int = 0, device="cpu", progress: bool = True):
     """Train (or load) :func:`cifar_convnet` on ``cifar`` (an ``ImageData``); returns (model, meta)."""
     config = {"data": cifar.source, "n": len(cifar.x_train), "epochs": epochs, "lr": lr, "seed": seed, "width": 64}
@@ -396,8 +334,7 @@ def train_cifar(cifar, *, epochs: int = 30, lr: float = 1e-3, seed: int = 0, dev
     return load_or_train("ch02-cifar-convnet", config, build, fit, device=device)
 
 
-__all__ = ["Recipe", "FAST", "FULL", "TRAININGS", "holdout", "perturbation", "train_mlp", "Ensemble",
-           "train_ensemble", "attack_report", "random_signs", "one_step_attacks", "input_gradient",
-           "fgsm_direction", "scaled_gradient_step",
-           "logit_sweep", "linear_r2", "linearity", "sample", "sweep_errors", "wide_ranges", "plot_sweep", "plot_filters",
-           "Normalise", "cifar_convnet", "train_cifar", "ErrorReport"]
+__all__ = ["Recipe", "FAST", "FULL", "TRAININGS", "holdout", "sample", "perturbation", "train_mlp",
+           "train_ensemble", "random_signs", "one_step_attacks", "fgsm_direction", "scaled_gradient_step",
+           "logit_sweep", "linear_r2", "linearity", "sweep_errors", "wide_ranges", "plot_sweep", "plot_filters",
+           "train_cifar"]

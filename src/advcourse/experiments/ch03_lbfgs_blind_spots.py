@@ -13,7 +13,8 @@ The experiments of the chapter as small functions:
 * the two views: along the adversarial direction, how wide the misclassified interval is.
 
 Images are (N, 1, 28, 28) tensors in [0, 1]; labels (N,) int64. Distortions are the paper's
-sqrt(Σ r_i² / n), the root-mean-square change per pixel, in [0, 1].
+sqrt(Σ r_i² / n), the root-mean-square change per pixel, in [0, 1]
+(``advcourse.attacks.distortion(x, x_adv, "rms")``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,49 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .attacks import lbfgs_untargeted
-from .cache import load_or_train
-from .evaluate import eval_mode, predict
-from .models.fc import ACTIVATIONS, AutoencoderClassifier, build
-from .train import train
+from ..attacks import distortion, lbfgs_untargeted
+from ..cache import load_or_train
+from ..evaluate import eval_mode, predict
+from ..models.fc import ACTIVATIONS, AutoencoderClassifier, build
+from ..runtime import device_of
+from ..train import Shuffled, fit, train
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Chapter 3's settings, shared by the chapter and its claim tests.
+
+    Epochs of the Table 1 models (``epochs_fc10`` for FC10(λ), ``epochs_fc`` for the deeper
+    networks, ``epochs_ae`` for AE400-10) and of the Table 3 models (``subset_epochs``);
+    ``n_attack`` test images attacked; the L-BFGS effort (``lbfgs_search_steps`` values of c,
+    ``lbfgs_max_iter`` iterations each).
+    """
+
+    epochs_fc10: int = 10
+    epochs_fc: int = 20
+    epochs_ae: int = 10
+    subset_epochs: int = 20
+    n_attack: int = 40
+    lbfgs_search_steps: int = 6
+    lbfgs_max_iter: int = 40
+
+    @property
+    def epochs(self) -> dict:
+        """The epochs of :func:`train_table1`: {"FC10": …, "FC": …, "AE": …}."""
+        return {"FC10": self.epochs_fc10, "FC": self.epochs_fc, "AE": self.epochs_ae}
+
+    @property
+    def lbfgs(self) -> dict:
+        """Keyword arguments of :func:`minimal_adversarial` for the L-BFGS effort."""
+        return {"search_steps": self.lbfgs_search_steps, "max_iter": self.lbfgs_max_iter}
+
+
+#: The CPU profile (the embedded MNIST).
+FAST = Settings()
+#: The GPU profile (all of MNIST, the paper's effort).
+FULL = Settings(epochs_fc10=30, epochs_fc=60, epochs_ae=40, subset_epochs=60, n_attack=300,
+                lbfgs_search_steps=10, lbfgs_max_iter=100)
 
 # --- the paper's models ----------------------------------------------------------
 
@@ -84,23 +121,14 @@ def _fit_autoencoder(model: AutoencoderClassifier, x: torch.Tensor, *, epochs: i
 
     Returns the mean reconstruction loss of each epoch.
     """
-    device = next(model.parameters()).device
-    params = [*model.encoder.parameters(), *model.decoder.parameters()]
-    opt = torch.optim.Adam(params, lr=lr)
-    gen, losses = torch.Generator().manual_seed(seed), []
-    model.train()
-    for _ in tqdm(range(epochs), desc="autoencoder", disable=not progress, leave=False):
-        total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            xb = x[idx].to(device).flatten(1)
-            loss = F.binary_cross_entropy(model.reconstruct(xb), xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(x))
-    model.eval()
-    return losses
+    def step(model, batch):
+        xb = batch[0].flatten(1)
+        return F.binary_cross_entropy(model.reconstruct(xb), xb)
+
+    opt = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=lr)
+    history = fit(model, Shuffled(x, batch_size=batch_size, seed=seed), step, epochs=epochs, optimizer=opt,
+                  progress=progress, desc="autoencoder")
+    return history["loss"]
 
 
 def train_model(name: str, arch: str, lambdas, x: torch.Tensor, y: torch.Tensor, *, data_tag: str,
@@ -120,7 +148,7 @@ def train_model(name: str, arch: str, lambdas, x: torch.Tensor, y: torch.Tensor,
         torch.manual_seed(cfg["seed"])
         return build(cfg["arch"])
 
-    def fit(model, cfg):
+    def fit_model(model, cfg):
         metrics = {}
         if isinstance(model, AutoencoderClassifier):  # unsupervised pre-training of the code
             metrics["reconstruction"] = _fit_autoencoder(model, x, epochs=max(1, cfg["epochs"] // 2), lr=3e-3,
@@ -131,7 +159,7 @@ def train_model(name: str, arch: str, lambdas, x: torch.Tensor, y: torch.Tensor,
                         loss_fn=loss_fn, seed=cfg["seed"], progress=progress, desc=f"{name} ({data_tag})")
         return {**metrics, **{k: history[k] for k in ("loss", "train_acc", "seconds")}}
 
-    return load_or_train(f"ch03-{arch}", config, make, fit, device=device)
+    return load_or_train(f"ch03-{arch}", config, make, fit_model, device=device)
 
 
 def train_table1(data, *, epochs: dict, seed: int = 0, device="cpu", progress: bool = True) -> dict:
@@ -169,7 +197,7 @@ def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def hidden_activations(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """φ(x): the model's last hidden layer for every image, (N, width), on the CPU."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model), torch.no_grad():
         return torch.cat([model.hidden(xb.to(device)).cpu() for xb in x.split(batch_size)])
 
@@ -231,11 +259,6 @@ def show_top_images(x: torch.Tensor, rows: dict, size: float = 0.9):
 
 # --- §4.1: minimal adversarial examples by box-constrained L-BFGS --------------------
 
-def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-    """The paper's distortion sqrt(Σ r_i² / n) of r = x_adv − x, per example: (N,) in [0, 1]."""
-    return (x_adv - x).flatten(1).pow(2).mean(1).sqrt()
-
-
 def _one_blas_thread():
     """Limit BLAS to one thread while scipy's L-BFGS-B runs (if threadpoolctl is installed).
 
@@ -281,7 +304,7 @@ def minimal_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, s
     Runs :func:`advcourse.attacks.lbfgs_untargeted` (box-constrained L-BFGS with a line search
     over c) on chunks of ``chunk`` images, each chunk solved as one joint problem.
     """
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = []
     with _one_blas_thread():
         for xb, yb in zip(x.split(chunk), y.split(chunk)):
@@ -290,7 +313,7 @@ def minimal_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, s
     x_adv = torch.cat(out)
     correct = predict(model, x)[0].cpu() == y
     fooled = predict(model, x_adv)[0].cpu() != y
-    return AdversarialSet(x, y, x_adv, correct, fooled, distortion(x, x_adv))
+    return AdversarialSet(x, y, x_adv, correct, fooled, distortion(x, x_adv, "rms"))
 
 
 def show_adversarial(adv: AdversarialSet, model: nn.Module, idx, magnify: float = 10.0):
@@ -340,7 +363,7 @@ def amplify(x: torch.Tensor, x_adv: torch.Tensor, std: float) -> torch.Tensor:
     Table 4's "magnified" rows; examples with r = 0 stay unchanged.
     """
     r = x_adv - x
-    d = distortion(x, x_adv).clamp(min=1e-12).view(-1, *([1] * (x.ndim - 1)))
+    d = distortion(x, x_adv, "rms").clamp(min=1e-12).view(-1, *([1] * (x.ndim - 1)))
     return (x + r * (std / d)).clamp(0, 1)
 
 
@@ -379,7 +402,7 @@ def network_bound(model: nn.Module) -> float:
 def layer_ratios(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     """Observed stretching ‖φ_k(x') − φ_k(x)‖ / ‖φ_{k−1}(x') − φ_{k−1}(x)‖ of every layer,
     shape (N, layers); the product over a row is ‖f(x') − f(x)‖ / ‖x' − x‖ for the logits f."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model), torch.no_grad():
         a, b = model.activations(x.to(device)), model.activations(x_adv.to(device))
     diffs = [(x_adv - x).flatten(1).norm(dim=1)] + [(v - u).norm(dim=1).cpu() for u, v in zip(a, b)]
@@ -390,7 +413,7 @@ def jacobian_norms(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """‖∂f/∂x‖₂ at every image (N,): the local Lipschitz constant of the logits f."""
     from torch.func import jacrev, vmap
 
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model):
         jac = vmap(jacrev(lambda xi: model(xi.unsqueeze(0)).squeeze(0)))(x.to(device))
     return torch.linalg.matrix_norm(jac.detach().flatten(2).double(), ord=2).float().cpu()
@@ -485,10 +508,3 @@ def show_stretch(ratios: dict, bound: float, title: str, ax=None):
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     return ax
-
-
-#: The chapter's settings per profile; the claim tests use ``FAST`` so that they share its cache.
-FAST = {"epochs": {"FC10": 10, "FC": 20, "AE": 10}, "subset_epochs": 20, "n_attack": 40,
-        "lbfgs": {"search_steps": 6, "max_iter": 40}}
-FULL = {"epochs": {"FC10": 30, "FC": 60, "AE": 40}, "subset_epochs": 60, "n_attack": 300,
-        "lbfgs": {"search_steps": 10, "max_iter": 100}}

@@ -4,8 +4,8 @@ The chapter's experiments as small functions:
 
 * the MNIST CNNs of the capacity study (widths ×1, ×2, ×4, … of a tiny base network),
   trained by standard, FGSM or PGD training and cached (:func:`train_cnn`);
-* an adversary that records the value of the inner maximisation while it trains
-  (:class:`Adversary`), so the saddle-point objective can be plotted over training;
+* training on the inner maximiser, with :class:`advcourse.defenses.Adversary` recording the value
+  of the inner maximisation while it trains, so the saddle-point objective can be plotted;
 * the loss along PGD from many random starts (:func:`pgd_paths`), for the landscape
   of the inner problem;
 * the attack table of the paper (:func:`attack_table`), the capacity sweep
@@ -18,20 +18,64 @@ All images are (N, 1, 28, 28) in [0, 1]; every model returns logits.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import bim, fgsm, pgd, square, strong_evaluation, transfer
-from .cache import load_or_train
-from .evaluate import accuracy, eval_mode, robust_accuracy
-from .models.cnn import MnistCNN
-from .train import train
+from ..attacks import bim, fgsm, pgd, robust_accuracy, square, strong_evaluation, transfer
+from ..cache import load_or_train
+from ..defenses import Adversary
+from ..evaluate import accuracy, eval_mode
+from ..models import MnistCNN
+from ..runtime import device_of
+from ..train import train
 
 EPS = 0.3  # the paper's L-inf budget on MNIST
 BASE = ((2, 4), 64)  # the capacity study's smallest network: 2 and 4 filters, 64 hidden units
 METHODS = ("standard", "fgsm", "pgd")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Chapter 4's settings, shared by the chapter and its claim tests.
+
+    Models: width ``scale`` (×16 is the paper's network), the capacity study's ``scales``; every
+    model trains ``epochs`` epochs (the paper: about 83) with PGD-``steps`` of step ``alpha``
+    (None: 2.5·ε / steps). Evaluation: ``n_eval`` test digits, ``restarts`` for the PGD rows of
+    the attack table; the landscape runs ``land_restarts`` random starts of ``land_steps`` steps;
+    the norm curves use ``n_curve`` digits and PGD-``curve_steps``; the strong evaluation runs on
+    ``n_strong`` digits with ``strong_restarts`` × ``strong_steps`` PGD and ``square_queries``.
+    """
+
+    scale: int = 4
+    scales: tuple = (1, 2, 4)
+    epochs: int = 4
+    steps: int = 5
+    alpha: float | None = None
+    n_eval: int = 300
+    restarts: int = 2
+    land_steps: int = 20
+    land_restarts: int = 150
+    n_curve: int = 150
+    curve_steps: int = 20
+    n_strong: int = 150
+    strong_restarts: int = 2
+    strong_steps: int = 50
+    square_queries: int = 500
+
+    def recipe(self) -> dict:
+        """The training settings every model of the chapter shares, as :func:`train_cnn` keywords."""
+        return {"epochs": self.epochs, "steps": self.steps, "alpha": self.alpha}
+
+
+#: The CPU profile (the embedded MNIST).
+FAST = Settings()
+#: The GPU profile (all of MNIST, the paper's network and PGD-40 training).
+FULL = Settings(scale=16, scales=(1, 2, 4, 8, 16), epochs=10, steps=40, alpha=0.01, n_eval=10_000, restarts=20,
+                land_steps=100, land_restarts=10_000, n_curve=2_000, curve_steps=100, n_strong=2_000,
+                strong_restarts=5, strong_steps=100, square_queries=5_000)
 
 
 # --- the inner maximisation: one PGD path, the textbook algorithm ------------------
@@ -55,7 +99,7 @@ def pgd_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     entry [i, r, t] is the loss of example i after t steps of run r (t = 0: the random start).
     Every run is the plain algorithm of eq. (ch04-pgd): no early stopping, no best-iterate.
     """
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = []
     with eval_mode(model):
         for i in range(len(x)):
@@ -81,47 +125,8 @@ def pgd_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
 
 
 # --- the outer minimisation: training on the inner maximiser (Danskin) -------------
-
-class Adversary:
-    """``adversary(model, xb, yb) -> x_adv`` for :func:`advcourse.train.train`, which records the
-    inner maximum it reaches.
-
-    ``method``: "fgsm" (one signed step from x, no random start) or "pgd" (``steps`` steps of
-    size ``alpha`` from a uniform random start). ``warmup_batches`` > 0 grows ε linearly from 0
-    to ``eps`` over that many batches (a small network trained at ε = 0.3 from the first batch
-    can get stuck at chance). ``losses`` collects, per batch, the mean cross-entropy on the
-    adversarial examples: the value of the inner problem at the current parameters; ``eps_used``
-    the ε of that batch.
-    """
-
-    def __init__(self, method: str, eps: float, steps: int = 1, alpha: float | None = None,
-                 warmup_batches: int = 0, generator: torch.Generator | None = None):
-        if method not in ("fgsm", "pgd"):
-            raise ValueError(f"method must be 'fgsm' or 'pgd', got {method!r}")
-        self.method, self.eps, self.steps, self.alpha = method, eps, steps, alpha
-        self.warmup_batches, self.generator = warmup_batches, generator
-        self.losses: list[float] = []
-        self.eps_used: list[float] = []
-
-    def current_eps(self) -> float:
-        """ε for the next batch: the warm-up ramp, then the full budget."""
-        done = len(self.losses) + 1
-        if self.warmup_batches and done < self.warmup_batches:
-            return self.eps * done / self.warmup_batches
-        return self.eps
-
-    def __call__(self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        eps = self.current_eps()
-        if self.method == "fgsm":
-            x_adv = fgsm(model, xb, yb, eps)
-        else:
-            alpha = (self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps) * eps / self.eps
-            x_adv = pgd(model, xb, yb, eps, alpha, steps=self.steps, generator=self.generator)
-        with eval_mode(model), torch.no_grad():
-            self.losses.append(F.cross_entropy(model(x_adv), yb).item())
-        self.eps_used.append(eps)
-        return x_adv
-
+# The adversary that solves the inner problem for each batch and records its value is
+# advcourse.defenses.Adversary.
 
 def widths(scale: int, base=BASE) -> tuple[tuple[int, int], int]:
     """The capacity study's network at ``scale`` (1, 2, 4, …): every width of ``base`` times scale.
@@ -217,8 +222,8 @@ def attack_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sources:
 
 
 def capacity_sweep(data, scales, *, epochs: int, n_test: int, eps: float = EPS, steps: int = 5,
-                   alpha: float | None = None, eval_steps: int = 20, warmup_epochs: float = 1.0, seed: int = 0, device="cpu",
-                   generator: torch.Generator | None = None, progress: bool = False) -> dict:
+                   alpha: float | None = None, eval_steps: int = 20, warmup_epochs: float = 1.0, seed: int = 0,
+                   device="cpu", generator: torch.Generator | None = None, progress: bool = False) -> dict:
     """Train every (method, scale) of the capacity study and measure it on the first ``n_test``
     random test images (trained with :func:`train_cnn`'s settings ``steps``, ``alpha``, ``warmup_epochs``):
     clean, FGSM and PGD (``eval_steps`` steps of 2.5ε/steps, random start) accuracy,
@@ -233,8 +238,8 @@ def capacity_sweep(data, scales, *, epochs: int, n_test: int, eps: float = EPS, 
     for method in METHODS:
         res = {"clean": [], "fgsm": [], "pgd": [], "train_loss": []}
         for s in scales:
-            model, meta = train_cnn(data, scale=s, method=method, epochs=epochs, eps=eps, steps=steps,
-                                    alpha=alpha, warmup_epochs=warmup_epochs, seed=seed, device=device, progress=progress)
+            model, meta = train_cnn(data, scale=s, method=method, epochs=epochs, eps=eps, steps=steps, alpha=alpha,
+                                    warmup_epochs=warmup_epochs, seed=seed, device=device, progress=progress)
             res["clean"].append(accuracy(model, x, y))
             res["fgsm"].append(robust_accuracy(model, x, y, fgsm, eps=eps))
             res["pgd"].append(robust_accuracy(model, x, y, pgd, eps=eps, steps=eval_steps, early_stop=True,

@@ -1,6 +1,11 @@
-"""Chapter 5's experiments with the Carlini & Wagner attacks (C&W 2017), as small functions.
+"""Chapter 5 — C&W attacks and defensive distillation (Carlini & Wagner 2017; Papernot et al. 2016).
 
-* :func:`attack_report`: success rate and mean distortion of one attack;
+The chapter's networks, trained once and cached: a standard MnistCNN, teachers at a
+temperature T and their distilled students (:func:`train_standard`, :func:`distill`), and
+what distillation does to them (:func:`logit_scale`; the zero gradients are
+:func:`advcourse.attacks.zero_gradient_fraction`). Then the experiments with the attacks:
+
+* :func:`success_report`: success rate and mean distortion of one attack;
 * :func:`objective_box_grid`: the seven objectives × three box methods (C&W Table III);
 * :func:`c_sweep`: success and distortion against a *fixed* constant c (C&W Figure 2);
 * :func:`target_cases`: best, average and worst case over the nine targets (C&W Table IV);
@@ -14,31 +19,137 @@ Conventions: images (N, 1, 28, 28) in [0, 1]; models return logits; an attack is
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .attacks import cw_l2, cw_objective
-from .evaluate import eval_mode, predict
+from ..attacks import cw_l2, cw_objective, distortion
+from ..cache import load_or_train
+from ..defenses import soft_labels, temperature_loss, train_distilled
+from ..evaluate import eval_mode, predict
+from ..models import MnistCNN
+from ..runtime import device_of
+from ..train import train
 
-__all__ = ["Report", "distortion", "attack_report", "correct_subset", "random_targets", "defence_report", "TargetCases", "rescale_c", "objective_box_grid",
-           "c_sweep", "all_targets", "target_cases", "transfer_vs_kappa", "quantize", "greedy_repair", "to_boundary",
-           "repair_report", "c_sweep_figure"]
+__all__ = ["Settings", "FAST", "FULL", "train_standard", "train_teacher", "distill", "logit_scale", "Report",
+           "success_report", "correct_subset", "random_targets", "defence_report", "TargetCases", "rescale_c",
+           "objective_box_grid", "c_sweep", "all_targets", "target_cases", "transfer_vs_kappa", "quantize",
+           "greedy_repair", "to_boundary", "repair_report", "c_sweep_figure"]
 
 
-def distortion(x: torch.Tensor, x_adv: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-example distance (N,): ``"l2"``, ``"linf"``, or ``"l0"`` (number of pixels changed)."""
-    d = (x_adv - x).flatten(1)
-    if norm == "l2":
-        return d.norm(dim=1)
-    if norm == "linf":
-        return d.abs().amax(1)
-    if norm == "l0":
-        return (d.abs() > 1e-4).sum(1).to(x.dtype)  # 1e-4: below 1/255, above float noise
-    raise ValueError(f"norm must be 'l2', 'linf' or 'l0', got {norm!r}")
+@dataclass(frozen=True)
+class Settings:
+    """Chapter 5's settings, shared by the chapter and its claim tests.
 
+    The networks: a :class:`MnistCNN` with ``channels`` and ``hidden`` units, trained ``epochs``
+    epochs with Adam (``lr``, ``batch_size``), distilled at each of ``temperatures``. The numbers
+    of correctly classified test digits attacked in each experiment (``n_defence``, ``n_grid``,
+    ``n_sweep``, ``n_cases``, ``n_transfer``); the attacks' settings (``cw`` for C&W L2: Adam steps
+    per constant, learning rate, binary-search rounds, first constant; ``cw_linf``, ``cw_l0``,
+    ``lbfgs``) and the confidences ``kappas`` of the transfer experiment.
+    """
+
+    channels: tuple = (8, 16)
+    hidden: int = 64
+    epochs: int = 3
+    lr: float = 1e-2
+    batch_size: int = 128
+    temperatures: tuple = (1, 10, 100)
+    n_defence: int = 10
+    n_grid: int = 10
+    n_sweep: int = 20
+    n_cases: int = 3
+    n_transfer: int = 20
+    cw: dict = field(default_factory=lambda: dict(steps=100, lr=0.1, binary_search_steps=5, c=1e-2))
+    cw_linf: dict = field(default_factory=lambda: dict(steps=50, lr=0.2, c=0.1, c_factor=4))
+    cw_l0: dict = field(default_factory=lambda: dict(steps=30, lr=0.5, c=1.0, largest_c=16, c_factor=4))
+    lbfgs: dict = field(default_factory=lambda: dict(search_steps=3, max_iter=30))
+    kappas: tuple = (0, 10, 20, 30)  # the small fast-profile source cannot reach κ = 40
+
+    def spec(self, *, seed: int, data: str) -> dict:
+        """The settings that determine a trained network (its cache key), with the ``seed`` and a
+        ``data`` tag naming the training images."""
+        return {"channels": list(self.channels), "hidden": self.hidden, "epochs": self.epochs, "lr": self.lr,
+                "batch_size": self.batch_size, "seed": seed, "data": data}
+
+
+#: The CPU profile (the embedded MNIST).
+FAST = Settings()
+#: The GPU profile (all of MNIST, the authors' attack settings).
+FULL = Settings(channels=(32, 64), hidden=200, epochs=10, lr=3e-3, temperatures=(1, 2, 5, 10, 20, 50, 100),
+                n_defence=100, n_grid=100, n_sweep=100, n_cases=20, n_transfer=100,
+                cw=dict(steps=1000, lr=0.01, binary_search_steps=9, c=1e-3),
+                cw_linf=dict(c=1e-5), cw_l0=dict(c=1e-3),  # the authors' defaults
+                lbfgs=dict(search_steps=10, max_iter=100), kappas=tuple(range(0, 45, 5)))
+
+
+# --- the networks: standard, teachers and distilled students ----------------------------
+
+def _build(cfg: dict) -> nn.Module:
+    torch.manual_seed(cfg["seed"])
+    return MnistCNN(tuple(cfg["channels"]), cfg["hidden"])
+
+
+def _train_at_temperature(name: str, x, y, spec: dict, temperature: float, device, progress: bool):
+    """A network trained with cross-entropy of softmax(Z / T) on hard labels ``y`` (N,)."""
+    config = {**spec, "n": len(x), "temperature": float(temperature)}
+
+    def fit(model, cfg):
+        T = cfg["temperature"]
+        history = train(model, x, y, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
+                        loss_fn=temperature_loss(T), seed=cfg["seed"], progress=progress, desc=f"{name} (T = {T:g})")
+        return {k: history[k] for k in ("loss", "train_acc", "seconds")}
+
+    return load_or_train(name, config, _build, fit, device=device)
+
+
+def train_standard(x: torch.Tensor, y: torch.Tensor, spec: dict, *, device="cpu", progress: bool = True):
+    """An undefended network, trained as usual (temperature 1). ``spec``: :meth:`Settings.spec`.
+    Returns ``(model, meta)``."""
+    return _train_at_temperature("ch05-standard", x, y, spec, 1.0, device, progress)
+
+
+def train_teacher(x: torch.Tensor, y: torch.Tensor, spec: dict, temperature: float, *, device="cpu",
+                  progress: bool = True):
+    """Distillation's step 1: the teacher, trained with softmax(Z / T). At T = 1 this *is* the standard network."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if temperature == 1:
+        return train_standard(x, y, spec, device=device, progress=progress)
+    return _train_at_temperature("ch05-teacher", x, y, spec, temperature, device, progress)
+
+
+def distill(x: torch.Tensor, y: torch.Tensor, spec: dict, temperature: float, *, device="cpu",
+            progress: bool = True):
+    """Defensive distillation at temperature T: teacher at T, its soft labels, student at T.
+
+    ``x`` (N, 1, 28, 28) in [0, 1], ``y`` (N,) hard labels (used by the teacher only).
+    Returns ``(student, meta)``; use the student at temperature 1, i.e. its logits as they are.
+    """
+    teacher, teacher_meta = train_teacher(x, y, spec, temperature, device=device, progress=progress)
+    soft = soft_labels(teacher, x, temperature)
+    config = {**spec, "n": len(x), "temperature": float(temperature), "teacher": teacher_meta["key"]}
+
+    def fit(student, cfg):
+        history = train_distilled(student, x, soft, cfg["temperature"], epochs=cfg["epochs"], lr=cfg["lr"],
+                                  batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)
+        return {k: history[k] for k in ("loss", "seconds")}
+
+    return load_or_train("ch05-student", config, _build, fit, device=device)
+
+
+@torch.no_grad()
+def logit_scale(model: nn.Module, x: torch.Tensor) -> float:
+    """Mean over ``x`` of the largest logit minus the mean logit: how far the winning score
+    stands out (a scale; a network with T-fold logits has a T-fold value)."""
+    with eval_mode(model):
+        z = model(x.to(device_of(model))).cpu()
+    return (z.max(1).values - z.mean(1)).mean().item()
+
+
+# --- the attacks' outcomes ---------------------------------------------------------------
 
 @dataclass
 class Report:
@@ -58,7 +169,7 @@ class Report:
         return self.dist[self.success].mean().item() if self.success.any() else float("nan")
 
 
-def attack_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, *,
+def success_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable, *,
                   targeted: bool = False, norm: str = "l2", x_adv: torch.Tensor | None = None) -> Report:
     """Run ``attack(model, x, y)`` (or take ``x_adv``) and measure success and distortion.
 
@@ -95,7 +206,7 @@ def defence_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: 
     out = {}
     for name, (attack, targeted) in attacks.items():
         goal = (yc + 1) % 10 if targeted else yc
-        out[name] = attack_report(model, xc, goal, attack, targeted=targeted)
+        out[name] = success_report(model, xc, goal, attack, targeted=targeted)
     return out
 
 
@@ -119,13 +230,13 @@ def objective_box_grid(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     for f in objectives:
         for box in boxes:
             attack = functools.partial(cw_l2, targeted=True, objective=f, box=box, **cw_kwargs)
-            out[f, box] = attack_report(model, x, target, attack, targeted=True)
+            out[f, box] = success_report(model, x, target, attack, targeted=True)
     return out
 
 
 def c_sweep(model: nn.Module, x: torch.Tensor, target: torch.Tensor, cs, **cw_kwargs) -> list[Report]:
     """Targeted :func:`cw_l2` with one fixed c per run (no binary search): a Report per c."""
-    return [attack_report(model, x, target,
+    return [success_report(model, x, target,
                           functools.partial(cw_l2, targeted=True, c=float(c), binary_search_steps=1, **cw_kwargs),
                           targeted=True) for c in cs]
 
@@ -166,7 +277,7 @@ def target_cases(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Cal
     """
     xs, ts, _ = all_targets(x, y, num_classes)
     x_adv = attack(model, xs, ts)
-    rep = attack_report(model, xs, ts, attack, targeted=True, norm=norm, x_adv=x_adv)
+    rep = success_report(model, xs, ts, attack, targeted=True, norm=norm, x_adv=x_adv)
     ok = rep.success.view(len(y), num_classes - 1)
     dist = rep.dist.view(len(y), num_classes - 1)
     best = torch.where(ok, dist, torch.full_like(dist, float("inf"))).min(1).values

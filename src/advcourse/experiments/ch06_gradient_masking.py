@@ -1,8 +1,8 @@
 """Chapter 6 — gradient masking: where it comes from, how to see through it, and an audit.
 
-* :func:`audit` automates the checklists of Carlini et al. 2019 ("On evaluating
-  adversarial robustness") and Athalye et al. 2018 ("Obfuscated gradients give a false
-  sense of security") and returns an :class:`AuditReport`;
+* the audit itself, which automates the published checklists, is
+  :func:`advcourse.attacks.audit`; the masked models and the BPDA / EOT wrappers are in
+  :mod:`advcourse.defenses.masked`;
 * :func:`train_model` trains (or loads from the cache) the chapter's models: a standard
   CNN, a Leaky-ReLU substitute, a defensively distilled CNN and an adversarially
   trained one;
@@ -13,278 +13,45 @@
 
 from __future__ import annotations
 
-import functools
-import math
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .attacks import fgsm, pgd, square
-from .attacks._validate import eval_mode
-from .cache import load_or_train
-from .masked_models import swap_activation
-from .models.cnn import MnistCNN
-from .train import train
-
-# ---------------------------------------------------------------------------------------------
-# The audit
-# ---------------------------------------------------------------------------------------------
+from ..attacks import pgd
+from ..cache import load_or_train
+from ..defenses import soft_labels, swap_activation, temperature_loss, train_distilled
+from ..evaluate import eval_mode, logits
+from ..models import MnistCNN
+from ..train import Shuffled, fit, train
 
 
-@dataclass
-class Check:
-    """One item of the checklist: did the model pass, and on what evidence."""
+@dataclass(frozen=True)
+class Settings:
+    """Chapter 6's settings, shared by the chapter and its claim tests.
 
-    name: str
-    passed: bool
-    evidence: str          # the measured numbers, readable
-    rule: str              # what passing means
-    values: dict = field(default_factory=dict)
-
-
-@dataclass
-class AuditReport:
-    """The outcome of :func:`audit`: one :class:`Check` per item, plus the headline numbers.
-
-    ``passed`` is True when no check failed; ``flags`` lists the failed checks' names;
-    ``robust_accuracy`` is the per-example worst case over every attack the audit ran.
-    In a notebook the report renders as a Markdown table.
+    ``eps``: the L∞ budget audited throughout. Epochs of the standard, substitute, teacher and
+    distilled CNNs (``epochs``; the student at ``distill_lr``, temperature ``temperature``) and
+    of adversarial training (``at_epochs``); ``n_audit`` test digits per audit with PGD-``steps``;
+    ``continual_epochs`` per task in the continual-learning demo.
     """
 
-    name: str
-    eps: float
-    n: int
-    clean_accuracy: float
-    robust_accuracy: float
-    checks: list
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def flags(self) -> list:
-        return [c.name for c in self.checks if not c.passed]
-
-    def __getitem__(self, name: str) -> Check:
-        for c in self.checks:
-            if c.name == name:
-                return c
-        raise KeyError(f"no check named {name!r}; the checks are {[c.name for c in self.checks]}")
-
-    def _repr_markdown_(self) -> str:
-        verdict = "no sign of gradient masking" if self.passed else f"{len(self.flags)} check(s) failed"
-        head = (f"**Audit of {self.name}** (ε = {self.eps:g}, {self.n} examples): {verdict}; "
-                f"clean accuracy {100 * self.clean_accuracy:.1f}%, worst case over all attacks "
-                f"{100 * self.robust_accuracy:.1f}%.\n\n")
-        rows = ["| check | result | evidence | passes when |", "|---|---|---|---|"]
-        for c in self.checks:
-            rows.append(f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {c.evidence} | {c.rule} |")
-        return head + "\n".join(rows)
-
-    def __repr__(self) -> str:
-        lines = [f"Audit of {self.name}: eps={self.eps:g}, n={self.n}, clean={self.clean_accuracy:.3f}, "
-                 f"worst case={self.robust_accuracy:.3f}, passed={self.passed}"]
-        lines += [f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.evidence}" for c in self.checks]
-        return "\n".join(lines)
+    eps: float = 0.2
+    epochs: int = 3
+    at_epochs: int = 3
+    distill_lr: float = 5e-3
+    temperature: float = 100.0
+    n_audit: int = 100
+    steps: int = 10
+    continual_epochs: int = 3
 
 
-def _logits(model, x, batch_size=500):
-    with torch.no_grad():
-        return torch.cat([model(xb) for xb in x.split(batch_size)])
-
-
-def _correct(model, x, y):
-    """Bool (N,): prediction == label, in eval mode."""
-    with eval_mode(model):
-        return _logits(model, x).argmax(1) == y
-
-
-def _attack_correct(model, x, y, attack, eps):
-    """Bool (N,) correct under ``attack(model, x, y, eps=eps)``, and the adversarial examples."""
-    x_adv = attack(model, x, y, eps=eps)
-    return _correct(model, x_adv, y), x_adv
-
-
-def zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Fraction of examples whose cross-entropy input gradient is exactly zero, and the
-    median L1 norm of the gradient. ``x`` (N, ...) in [0, 1], ``y`` (N,) labels."""
-    with eval_mode(model):
-        xr = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            loss = F.cross_entropy(model(xr), y, reduction="sum")
-            (g,) = torch.autograd.grad(loss, xr)
-    norms = g.flatten(1).abs().sum(1)
-    return float((norms == 0).float().mean()), float(norms.median())
-
-
-def audit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, name: str = "model",
-          substitute: nn.Module | None = None, attack=None, steps: int = 10, restarts: int = 2,
-          more_steps: int = 2, square_queries: int = 200, eps_fractions=(0.25, 0.5, 1.0, 2.0),
-          tol: float = 0.03, zero_grad_tol: float = 0.05, n: int | None = None,
-          generator: torch.Generator | None = None) -> AuditReport:
-    """Audit an L∞ robustness evaluation of ``model`` for the symptoms of gradient masking.
-
-    The checklist of Carlini et al. 2019 (§5) and Athalye et al. 2018 (§3.1), automated:
-
-    1. the model returns logits, not probabilities;
-    2. it is evaluated in eval mode (dropout, batch norm);
-    3. the same input twice gives the same logits (no hidden randomness);
-    4. ε = 0 gives the clean accuracy;
-    5. the adversarial examples stay in [0, 1] and in the ε-ball;
-    6. few examples have an exactly zero input gradient;
-    7. the iterative attack beats the single-step one (FGSM);
-    8. accuracy falls monotonically with ε (within ``tol``);
-    9. an unbounded attack (ε = 1, no random start) brings accuracy to chance or below;
-    10. the white-box attack beats a transfer attack from ``substitute`` (if given);
-    11. it beats the gradient-free Square attack;
-    12. ``more_steps`` × the steps with ``restarts`` restarts lowers accuracy by at most ``tol``.
-
-    Args:
-        model: classifier returning logits (N, K); any mode (it is restored).
-        x, y: images (N, ...) in [0, 1] and labels (N,); the first ``n`` are used.
-        eps: the L∞ budget.
-        attack: the white-box attack under audit, ``attack(model, x, y, eps=...) -> x_adv``;
-            default PGD (cross-entropy, ``steps`` steps, random start).
-        tol: slack for comparisons of accuracies (fractions in [0, 1]).
-        zero_grad_tol: largest acceptable fraction of zero input gradients.
-    Returns:
-        :class:`AuditReport`; its ``flags`` name the failed checks.
-    """
-    if eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
-    if n is not None:
-        x, y = x[:n], y[:n]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x, y = x.to(device), y.to(device)
-    if attack is None:
-        attack = functools.partial(pgd, steps=steps, early_stop=True, generator=generator)
-    checks, correct = [], {}
-    pc = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-
-    # 1. logits, not probabilities
-    was_training = [m.training for m in model.modules()]
-    with eval_mode(model):
-        z1 = _logits(model, x)
-        z2 = _logits(model, x)
-    probs = bool((z1 >= 0).all() and torch.allclose(z1.sum(1), torch.ones(len(z1), device=device), atol=1e-4))
-    checks.append(Check("outputs are logits", not probs,
-                        f"rows {'are' if probs else 'are not'} non-negative and summing to 1",
-                        "the model's outputs are not probabilities", {"probabilities": probs}))
-    k = z1.shape[1]
-
-    # 2. eval mode
-    changed = False
-    if any(was_training) and torch.equal(z1, z2):  # a random model's outputs differ anyway
-        with torch.no_grad():
-            zt = _logits(model, x)  # in the mode the model was handed over in
-        changed = not torch.allclose(zt, z1, atol=1e-5)
-    checks.append(Check("evaluated in eval mode", not (any(was_training) and changed),
-                        f"handed over in {'training' if any(was_training) else 'eval'} mode"
-                        + ("; train-mode outputs differ" if changed else ""),
-                        "the model is not in training mode, or its outputs do not depend on the mode",
-                        {"training": any(was_training), "outputs_differ": changed}))
-
-    # 3. determinism
-    diff = float((z1 - z2).abs().max()) if len(z1) else 0.0
-    checks.append(Check("same input, same logits", diff <= 1e-6, f"max |Δ logit| over two calls = {diff:.3g}",
-                        "two forward passes on the same input agree", {"max_diff": diff}))
-
-    # 4. ε = 0
-    correct["clean"] = _correct(model, x, y)
-    clean = float(correct["clean"].float().mean())
-    at0, _ = _attack_correct(model, x, y, attack, 0.0)
-    acc0 = float(at0.float().mean())
-    checks.append(Check("ε = 0 gives the clean accuracy", acc0 == clean, f"clean {pc(clean)}, attack at ε = 0 {pc(acc0)}",
-                        "the two are equal", {"clean": clean, "eps0": acc0}))
-
-    # 5. bounds
-    correct["white-box"], x_adv = _attack_correct(model, x, y, attack, eps)
-    dist = float((x_adv - x).abs().max()) if len(x) else 0.0
-    in_box = bool(x_adv.min() >= 0 and x_adv.max() <= 1)
-    checks.append(Check("examples within bounds", in_box and dist <= eps + 1e-6,
-                        f"max ‖x_adv − x‖∞ = {dist:.4g} (ε = {eps:g}); {'inside' if in_box else 'outside'} [0, 1]",
-                        "‖x_adv − x‖∞ ≤ ε and x_adv ∈ [0, 1]", {"linf": dist, "in_box": in_box}))
-    white = float(correct["white-box"].float().mean())
-
-    # 6. zero gradients
-    zero, median = zero_gradient_fraction(model, x, y)
-    checks.append(Check("few zero gradients", zero <= zero_grad_tol,
-                        f"{pc(zero)} of input gradients are exactly 0 (median ‖g‖₁ = {median:.2g})",
-                        f"at most {pc(zero_grad_tol)} are 0", {"zero_fraction": zero, "median_l1": median}))
-
-    # 7. iterative beats single-step
-    correct["FGSM"], _ = _attack_correct(model, x, y, lambda m, a, b, eps: fgsm(m, a, b, eps), eps)
-    one = float(correct["FGSM"].float().mean())
-    checks.append(Check("iterative beats single-step", white < one or white <= 0.02,
-                        f"FGSM {pc(one)}, iterative {pc(white)}",
-                        "iterative accuracy < FGSM accuracy (or ≤ 2%)", {"fgsm": one, "iterative": white}))
-
-    # 8. monotone in ε
-    grid = sorted({min(1.0, f * eps) for f in eps_fractions} | {eps})
-    curve = [clean] + [white if e == eps else float(_attack_correct(model, x, y, attack, e)[0].float().mean())
-                       for e in grid]
-    rises = max((b - a for a, b in zip(curve, curve[1:])), default=0.0)
-    checks.append(Check("accuracy falls with ε", rises <= tol,
-                        "ε = 0, " + ", ".join(f"{e:.3g}" for e in grid) + ": " + ", ".join(pc(v) for v in curve),
-                        f"no rise larger than {pc(tol)}", {"eps": [0.0] + grid, "accuracy": curve}))
-
-    # 9. unbounded attack
-    unb = functools.partial(pgd, steps=steps, alpha=2.5 / steps, random_start=False, early_stop=True)
-    correct["unbounded"], _ = _attack_correct(model, x, y, unb, 1.0)
-    free = float(correct["unbounded"].float().mean())
-    checks.append(Check("unbounded attack succeeds", free <= 1.0 / k,
-                        f"accuracy at ε = 1: {pc(free)} (chance {pc(1.0 / k)})",
-                        "accuracy ≤ chance", {"unbounded": free}))
-
-    # 10. transfer
-    if substitute is not None:
-        x_t = pgd(substitute, x, y, eps, steps=steps, generator=generator)
-        correct["transfer"] = _correct(model, x_t, y)
-        tr = float(correct["transfer"].float().mean())
-        checks.append(Check("white-box beats transfer", white <= tr + tol,
-                            f"transfer {pc(tr)}, white-box {pc(white)}",
-                            f"white-box ≤ transfer + {pc(tol)}", {"transfer": tr, "white_box": white}))
-
-    # 11. black-box
-    correct["Square"] = _correct(model, square(model, x, y, eps, n_queries=square_queries, generator=generator), y)
-    sq = float(correct["Square"].float().mean())
-    checks.append(Check("white-box beats black-box", white <= sq + tol,
-                        f"Square ({square_queries} queries) {pc(sq)}, white-box {pc(white)}",
-                        f"white-box ≤ Square + {pc(tol)}", {"square": sq, "white_box": white}))
-
-    # 12. more steps and restarts
-    strong = functools.partial(pgd, steps=more_steps * steps, restarts=restarts, early_stop=True, generator=generator)
-    correct["stronger"], _ = _attack_correct(model, x, y, strong, eps)
-    st = float(correct["stronger"].float().mean())
-    checks.append(Check("more steps change little", white - st <= tol,
-                        f"{more_steps * steps} steps × {restarts} restarts {pc(st)}, {steps} steps {pc(white)}",
-                        f"drop ≤ {pc(tol)}", {"stronger": st, "white_box": white}))
-
-    worst = torch.stack([correct[key] for key in correct if key != "unbounded"]).all(0)
-    return AuditReport(name, float(eps), len(x), clean, float(worst.float().mean()), checks)
-
-
-def audit_table(reports) -> "MarkdownTable":
-    """One row per :class:`AuditReport`: clean, FGSM, white-box, transfer, Square and worst-case
-    accuracy, the zero-gradient fraction and the failed checks."""
-    from .report import MarkdownTable, pct
-
-    rows = []
-    for r in reports:
-        v = {c.name: c.values for c in r.checks}
-        rows.append([r.name, pct(r.clean_accuracy), pct(v["iterative beats single-step"]["fgsm"]),
-                     pct(v["iterative beats single-step"]["iterative"]),
-                     pct(v["white-box beats transfer"]["transfer"]) if "white-box beats transfer" in v else "—",
-                     pct(v["white-box beats black-box"]["square"]), pct(r.robust_accuracy),
-                     pct(v["few zero gradients"]["zero_fraction"]),
-                     ", ".join(r.flags) if r.flags else "none"])
-    return MarkdownTable(["model", "clean", "FGSM", "PGD", "transfer", "Square", "worst case", "zero ∇",
-                          "audit flags"], rows)
-
+#: The CPU profile (the embedded MNIST).
+FAST = Settings()
+#: The GPU profile (all of MNIST).
+FULL = Settings(epochs=10, at_epochs=15, n_audit=1000, steps=40, continual_epochs=5)
 
 # ---------------------------------------------------------------------------------------------
 # The chapter's models, trained once and cached
@@ -299,40 +66,6 @@ def _build(cfg: dict) -> nn.Module:
     if cfg["kind"] == "leaky":
         model = swap_activation(model, lambda: nn.LeakyReLU(cfg["slope"]))
     return model
-
-
-def distill(student: nn.Module, x: torch.Tensor, soft: torch.Tensor, temperature: float, *, epochs: int,
-            batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
-    """Train ``student`` in place on soft labels at a temperature (Hinton et al. 2015; Papernot et al. 2016).
-
-    Minimises the cross-entropy between ``soft`` (N, K) probabilities and
-    ``softmax(student(x) / T)``, with ``x`` (N, C, H, W) in [0, 1]. Returns the
-    per-epoch loss (``loss``) and agreement with the soft labels' argmax (``train_acc``).
-    """
-    opt = torch.optim.Adam(student.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    device = next(student.parameters()).device
-    hist = {"loss": [], "train_acc": []}
-    bar = tqdm(total=epochs * math.ceil(len(x) / batch_size), desc=f"distil (T = {temperature:g})",
-               disable=not progress, leave=False)
-    for _ in range(epochs):
-        total, agree = 0.0, 0
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            xb, pb = x[idx].to(device), soft[idx].to(device)
-            student.train()
-            z = student(xb)
-            loss = -(pb * F.log_softmax(z / temperature, dim=1)).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            agree += (z.argmax(1) == pb.argmax(1)).sum().item()
-            bar.update(1)
-        hist["loss"].append(total / len(x))
-        hist["train_acc"].append(agree / len(x))
-    bar.close()
-    student.eval()
-    return hist
 
 
 def train_model(kind: str, x: torch.Tensor, y: torch.Tensor, *, data_tag: str, epochs: int, seed: int = 0,
@@ -358,24 +91,23 @@ def train_model(kind: str, x: torch.Tensor, y: torch.Tensor, *, data_tag: str, e
               "temperature": temperature if kind in ("teacher", "distilled") else None,
               "slope": slope if kind == "leaky" else None}
 
-    def fit(model, cfg):
+    def fit_model(model, cfg):
         if kind == "distilled":
             teacher, _ = train_model("teacher", x, y, data_tag=data_tag, epochs=epochs, seed=seed, device=device,
                                      temperature=temperature, channels=channels, hidden=hidden, lr=lr,
                                      progress=progress)
-            with eval_mode(teacher), torch.no_grad():
-                soft = torch.cat([F.softmax(teacher(xb.to(device)) / temperature, 1).cpu() for xb in x.split(512)])
-            return distill(model, x, soft, temperature, epochs=epochs, lr=lr, seed=seed, progress=progress)
+            soft = soft_labels(teacher, x, temperature, batch_size=512)
+            return train_distilled(model, x, soft, temperature, epochs=epochs, lr=lr, seed=seed, progress=progress)
         kw = {}
         if kind == "teacher":
-            kw["loss_fn"] = lambda z, t: F.cross_entropy(z / temperature, t)
+            kw["loss_fn"] = temperature_loss(temperature)
         if kind == "adversarial":
             kw["adversary"] = lambda m, xb, yb: pgd(m, xb, yb, eps, alpha=1.25 * eps, steps=1, random_start=True)
             kw["clean_weight"] = 0.0
         hist = train(model, x, y, epochs=epochs, lr=lr, seed=seed, progress=progress, desc=f"{kind} CNN", **kw)
         return {k: hist[k] for k in ("loss", "train_acc", "seconds")}
 
-    return load_or_train(f"ch06-{kind}-{data_tag}", config, _build, fit, device=device)
+    return load_or_train(f"ch06-{kind}-{data_tag}", config, _build, fit_model, device=device)
 
 
 def adaptive_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
@@ -389,7 +121,8 @@ def adaptive_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     """
     src = attack_model if attack_model is not None else model
     x_adv = pgd(src, x, y, eps, steps=steps, loss=loss, generator=generator) if eps > 0 else x
-    return float((_correct(model, x, y) & _correct(model, x_adv, y)).float().mean())
+    correct = (logits(model, x, 500).argmax(1) == y) & (logits(model, x_adv, 500).argmax(1) == y)
+    return float(correct.float().mean())
 
 
 def unmasking_curves(pairs: dict, x: torch.Tensor, y: torch.Tensor, eps_values, steps: int = 10,
@@ -623,17 +356,12 @@ class _TwoHeadMLP(nn.Module):
 
 def _fit_task(model, x, y, task, epochs, seed, mask=None, lr=1e-3, batch_size=128):
     """Train ``model`` on one task; ``mask`` {param: 0/1 tensor} zeroes the gradient of protected weights."""
-    params = list(model.body.parameters()) + list(model.heads[task].parameters())
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam([*model.body.parameters(), *model.heads[task].parameters()], lr=lr)
     hooks = [p.register_hook(lambda g, m=m: g * m) for p, m in (mask or {}).items()]
-    gen = torch.Generator().manual_seed(seed)
     try:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-                loss = F.cross_entropy(model(x[idx], task), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        fit(model, Shuffled(x, y, batch_size=batch_size, seed=seed),
+            lambda model, batch: F.cross_entropy(model(batch[0], task), batch[1]),
+            epochs=epochs, optimizer=opt, progress=False)
     finally:
         for h in hooks:
             h.remove()
@@ -676,7 +404,7 @@ def continual_demo(data, protect: float = 0.5, epochs: int = 2, hidden: int = 10
     threshold = flat.kthvalue(max(1, int((1 - protect) * len(flat)))).values
     mask = {p: (f <= threshold).float() for p, f in fisher.items()}  # 1 = free, 0 = protected
     for name, m in (("fine-tuning", None), ("gradient mask", mask)):
-        model = copy_model(base)
+        model = copy.deepcopy(base)
         if m is not None:
             m = {q: m[p] for p, q in zip(base.body.parameters(), model.body.parameters())}
         _fit_task(model, xb, yb, 1, epochs, seed + 1, mask=m, lr=lr_b)
@@ -685,19 +413,12 @@ def continual_demo(data, protect: float = 0.5, epochs: int = 2, hidden: int = 10
     return out
 
 
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model``."""
-    import copy
-
-    return copy.deepcopy(model)
-
-
 def masked_zoo(standard: nn.Module, distilled: nn.Module, *, scale: float = 100.0, levels: int = 8,
                shift: int = 1, noise: float = 0.2) -> dict:
     """The chapter's masked models, built around the trained ``standard`` CNN, in eval mode:
     the distilled CNN, the standard one with logits × ``scale``, behind a quantiser with
     ``levels`` grey levels, and behind a random shift (± ``shift`` px) and Gaussian noise."""
-    from .masked_models import Preprocessed, Quantise, Randomised, ScaledLogits
+    from ..defenses import Preprocessed, Quantise, Randomised, ScaledLogits
 
     return {"distilled (T = 100)": distilled.eval(),
             f"logits × {scale:g}": ScaledLogits(standard, scale).eval(),

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import device_of
+
 if TYPE_CHECKING:  # only for annotations: the package must import without ``tokenizers`` installed
     from tokenizers import Tokenizer
 
@@ -430,7 +432,7 @@ def embed_sentences(model: BertModel, tokenizer: Tokenizer, texts: Sequence[str]
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    device = next(model.parameters()).device
+    device = device_of(model)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # characters: a cheap proxy for tokens
     out = torch.empty(len(texts), model.config.hidden_size, device=device)
     for start in range(0, len(texts), batch_size):

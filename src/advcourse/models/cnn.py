@@ -1,4 +1,5 @@
-"""A small convolutional network for MNIST, the model of the attack benchmark (``benchmarks/``).
+"""Small convolutional networks: the MNIST CNN of the attack benchmark (``benchmarks/``) and of
+chapters 4–6, and a VGG-style CIFAR-10 network (chapter 2, full profile).
 
 The architecture of the MNIST model of Wong & Kolter (2018) and of Wong, Rice & Kolter's
 "Fast is better than free" (2020): two strided 4×4 convolutions and a two-layer classifier,
@@ -17,7 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MnistCNN"]
+from .common import Normalise
+
+__all__ = ["MnistCNN", "cifar_convnet"]
 
 
 class MnistCNN(nn.Module):
@@ -51,3 +54,19 @@ class MnistCNN(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"x must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
         return self.classifier(self.features(x))
+
+
+def cifar_convnet(width: int = 64) -> nn.Module:
+    """A small VGG-style convolutional ReLU network for 32×32 RGB images in [0, 1] (chapter 2's
+    full profile): three blocks of two 3×3 convolutions with batch norm, each halving the side.
+
+        (N, 3, 32, 32) → normalise → block(w) (N, w, 16, 16) → block(2w) (N, 2w, 8, 8)
+                       → block(4w) (N, 4w, 4, 4) → flatten → dropout 0.3 → linear  (N, 10) logits
+    """
+    def block(c_in, c_out):
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+
+    return nn.Sequential(Normalise((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                         *block(3, width), *block(width, 2 * width), *block(2 * width, 4 * width),
+                         nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * width * 16, 10))

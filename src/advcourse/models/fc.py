@@ -13,7 +13,8 @@ affine maps, each followed by a fixed elementwise non-linearity, and exposes tha
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import device_of
+
 __all__ = ["Discriminator", "GANConfig", "Generator", "ToyDiscriminator", "ToyGenerator", "d_loss",
            "g_loss_nonsaturating", "g_loss_saturating", "optimal_discriminator", "value_function"]
 
@@ -83,7 +85,7 @@ class Generator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images (n, 1, 28, 28) from fresh noise z ~ N(0, I)."""
-        device = next(self.parameters()).device
+        device = device_of(self)
         return self(torch.randn(n, self.config.z_dim, generator=generator, device=device))
 
 
@@ -139,7 +141,7 @@ class ToyGenerator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n samples (n, x_dim) from fresh noise z ~ N(0, I)."""
-        device = next(self.parameters()).device
+        device = device_of(self)
         return self(torch.randn(n, self.z_dim, generator=generator, device=device))
 
 

@@ -68,6 +68,17 @@ def test_training_mode_with_dropout_is_flagged(base, xy):
     assert "evaluated in eval mode" not in run(model.eval(), xy).flags
 
 
+def test_training_mode_with_batch_norm_is_flagged_and_its_statistics_untouched(base, xy):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(1), base)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = run(model, xy)
+    assert "evaluated in eval mode" in report.flags and model.training
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the audit changed the running statistics"
+
+
 def test_randomness_is_flagged(base, xy):
     report = run(mm.Preprocessed(mm.Randomised(1, 0.2), base).eval(), xy)
     assert "same input, same logits" in report.flags

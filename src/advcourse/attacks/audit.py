@@ -8,6 +8,7 @@ with the measured evidence, the rule it was held to, and whether it passed.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 
@@ -180,8 +181,11 @@ def audit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, nam
     # 2. eval mode
     changed = False
     if any(was_training) and torch.equal(z1, z2):  # a random model's outputs differ anyway
+        # in the mode the model was handed over in, on a copy: a train-mode forward pass would
+        # update the batch-norm statistics of the model under audit
+        probe = copy.deepcopy(model)
         with torch.no_grad():
-            zt = torch.cat([model(xb) for xb in x.split(500)])  # in the mode the model was handed over in
+            zt = torch.cat([probe(xb) for xb in x.split(500)])
         changed = not torch.allclose(zt, z1, atol=1e-5)
     checks.append(Check("evaluated in eval mode", not (any(was_training) and changed),
                         f"handed over in {'training' if any(was_training) else 'eval'} mode"

@@ -11,6 +11,11 @@ from .ch03 import check_operator_norm
 from .ch04 import check_pgd_step
 from .ch05 import check_f6
 from .ch06 import check_straight_through
+from .ch07 import check_identity_block
+from .ch08 import check_attention
+from .ch09 import check_patch_embedding, check_rollout
+from .ch10 import check_relative_index, check_shift_mask
 
 __all__ = ["check_linear_worst_case", "check_fgsm", "check_operator_norm", "check_pgd_step",
-           "check_f6", "check_straight_through"]
+           "check_f6", "check_straight_through", "check_identity_block", "check_attention",
+           "check_patch_embedding", "check_rollout", "check_relative_index", "check_shift_mask"]

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate import eval_mode
-from ..runtime import device_of
+from ..evaluate import logits
 from ..train import Shuffled, fit
 
 __all__ = ["temperature_loss", "soft_labels", "distillation_loss", "train_distilled"]
@@ -40,9 +39,7 @@ def temperature_loss(temperature: float):
 @torch.no_grad()
 def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float, batch_size: int = 1024) -> torch.Tensor:
     """Step 2: softmax(Z_teacher(x) / T), shape (N, K), rows summing to 1, on the CPU."""
-    device = device_of(teacher)
-    with eval_mode(teacher):
-        return torch.cat([(teacher(xb.to(device)) / temperature).softmax(1).cpu() for xb in x.split(batch_size)])
+    return (logits(teacher, x, batch_size) / temperature).softmax(1).cpu()
 
 
 def distillation_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -28,9 +28,8 @@ from torch import nn
 from ..attacks import cw_l2, cw_objective, distortion
 from ..cache import load_or_train
 from ..defenses import soft_labels, temperature_loss, train_distilled
-from ..evaluate import eval_mode, predict
+from ..evaluate import eval_mode, logits, predict
 from ..models import MnistCNN
-from ..runtime import device_of
 from ..train import train
 
 __all__ = ["Settings", "FAST", "FULL", "train_standard", "train_teacher", "distill", "logit_scale", "Report",
@@ -144,8 +143,7 @@ def distill(x: torch.Tensor, y: torch.Tensor, spec: dict, temperature: float, *,
 def logit_scale(model: nn.Module, x: torch.Tensor) -> float:
     """Mean over ``x`` of the largest logit minus the mean logit: how far the winning score
     stands out (a scale; a network with T-fold logits has a T-fold value)."""
-    with eval_mode(model):
-        z = model(x.to(device_of(model))).cpu()
+    z = logits(model, x).cpu()
     return (z.max(1).values - z.mean(1)).mean().item()
 
 

@@ -6,6 +6,7 @@ matching check, and only a relevant one, to fail.
 """
 
 import functools
+import re
 
 import pytest
 import torch
@@ -41,7 +42,10 @@ def test_honest_linear_model_passes_everything(base, xy):
     assert report.passed, report
     assert report.flags == [] and len(report.checks) == 12
     assert 0 <= report.robust_accuracy <= report.clean_accuracy <= 1
-    assert "| check | result |" in report._repr_markdown_()
+    table = [line for line in report._repr_markdown_().splitlines() if line.startswith("|")]
+    assert table[0] == "| check | result | evidence | passes when |"
+    # every row has its four cells, also when the evidence quotes "max |Δ logit|"
+    assert all(len(re.split(r"(?<!\\)\|", line)) == 6 for line in table), table
 
 
 def test_report_lookup_and_repr(base, xy):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..evaluate import logits
+from ..report import MarkdownTable
 from ..runtime import device_of
 from .fgsm import fgsm
 from .gradients import input_gradient
@@ -70,10 +71,9 @@ class AuditReport:
         head = (f"**Audit of {self.name}** (ε = {self.eps:g}, {self.n} examples): {verdict}; "
                 f"clean accuracy {100 * self.clean_accuracy:.1f}%, worst case over all attacks "
                 f"{100 * self.robust_accuracy:.1f}%.\n\n")
-        rows = ["| check | result | evidence | passes when |", "|---|---|---|---|"]
-        for c in self.checks:
-            rows.append(f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {c.evidence} | {c.rule} |")
-        return head + "\n".join(rows)
+        rows = [[c.name, "pass" if c.passed else "**FAIL**", c.evidence, c.rule] for c in self.checks]
+        # MarkdownTable escapes the "|" of evidence such as "max |Δ logit|", which would split a cell.
+        return head + MarkdownTable(["check", "result", "evidence", "passes when"], rows).to_markdown()
 
     def __repr__(self) -> str:
         lines = [f"Audit of {self.name}: eps={self.eps:g}, n={self.n}, clean={self.clean_accuracy:.3f}, "

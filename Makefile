@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 export ADVCOURSE_CACHE ?= $(CURDIR)/.cache/models
 PROFILE ?= fast
 SEED ?= 0
+# FORCE=1 re-executes every chapter; otherwise a chapter whose code, package, data and settings are
+# unchanged since the last build is reused from _build/exec-cache (a prose edit rebuilds in seconds).
+BUILD_FLAGS = --out _build --profile $(PROFILE) --seed $(SEED) $(if $(FORCE),--force)
 
 .PHONY: book book-student test chapter sync benchmark clean
 
@@ -21,11 +24,11 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 
 ## make book: execute every chapter (fast profile on the embedded data) and build the HTML book in _build/html
 book: $(VENV)/.installed
-	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED)
+	$(PY) scripts/build_book.py $(BUILD_FLAGS)
 
 ## make book-student: the full book and the student edition without solutions (_build/student/html)
 book-student: $(VENV)/.installed
-	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED) --editions full student
+	$(PY) scripts/build_book.py $(BUILD_FLAGS) --editions full student
 
 ## make test: the unit, property and claim tests, every chapter executed, the HTML build checked
 test: $(VENV)/.installed
@@ -33,7 +36,7 @@ test: $(VENV)/.installed
 
 ## make chapter CH=01_linear_explanation: execute one chapter into _build/stage/chapters
 chapter: $(VENV)/.installed
-	$(PY) scripts/build_book.py --out _build --profile $(PROFILE) --seed $(SEED) --chapters $(CH)
+	$(PY) scripts/build_book.py $(BUILD_FLAGS) --chapters $(CH)
 
 ## make sync: rewrite the paired .ipynb notebooks from the chapters' .md sources
 sync: $(VENV)/.installed

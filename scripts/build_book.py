@@ -9,14 +9,25 @@
 The chapters are executed once; each requested edition is rendered from them (the
 student edition with every solution removed). Output: ``<out>/html`` (the book),
 ``<out>/student/html`` (student edition) and ``<out>/execution_times.json``.
+
+Incremental builds: an executed chapter is kept in ``<out>/exec-cache`` under a key that
+covers its code cells, the package code, the data, the requirements, the installed
+versions of the main libraries, the profile and the seed. When the key is unchanged the
+chapter is not executed again: its outputs are reused and its prose (the Markdown cells)
+taken from the current source, so a prose edit rebuilds in seconds. ``--force``
+re-executes everything. A "Runtime" page in the book lists each chapter's execution time
+and peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
 import pathlib
+import platform
 import re
 import shutil
 import subprocess
@@ -86,18 +97,69 @@ def stage_front_matter(stage: pathlib.Path, edition: str) -> None:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     if edition == "student":
         config["title"] += " (student edition)"
+        # The Colab button opens the repository's notebooks, which hold every solution.
+        config.pop("launch_buttons", None)
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc["parts"][-1]["chapters"].append({"file": "book/runtime"})  # written by the build: write_runtime_page
+    (stage / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     shutil.copytree(ROOT / "book", stage / "book", dirs_exist_ok=True)
 
 
-def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> float:
-    """Execute chapters/<name>.md into the staging folder; returns seconds taken."""
-    source = ROOT / f"{name}.md"
-    target = stage / f"{name}.ipynb"
+def chapter_title(name: str) -> str:
+    """The chapter's first heading, e.g. '1. The linear explanation of adversarial examples'."""
+    for line in (ROOT / f"{name}.md").read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return name
+
+
+def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int) -> None:
+    """book/runtime.md in ``stage``: each chapter's execution time and peak memory in this build."""
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    rows = []
+    for name, r in runs.items():
+        memory = "—" if r["peak_mb"] is None else f"{r['peak_mb']:,} MB"
+        rows.append(f"| {{doc}}`{chapter_title(name)} <../{name}>` | {r['seconds']:.0f} s | {memory} | "
+                    f"{'reused' if r['reused'] else 'executed'} |")
+    total = sum(r["seconds"] for r in runs.values())
+    text = f"""# Runtime
+
+What it took to execute the chapters of this edition: the **{profile}** profile, seed {seed}, on
+{platform.system()} with {os.cpu_count()} logical CPUs, Python {platform.python_version()} and torch
+{torch_version}. Each chapter runs from a clean kernel; the peak memory is that kernel's largest resident
+set. A chapter whose code cells, package code, data, requirements, profile and seed did not change since
+the previous build is *reused* (its outputs are kept, its prose is rebuilt), and the table then shows the
+time and memory of the run that produced it.
+
+| chapter | execution time | peak memory | in this build |
+|---|---:|---:|---|
+{chr(10).join(rows)}
+| all chapters | {total:.0f} s | | |
+"""
+    (stage / "book" / "runtime.md").write_text(text)
+
+
+# Appended to each notebook before execution and removed after: the kernel reports its peak memory.
+PEAK_MARK = "advcourse-peak-rss-bytes"
+PEAK_CELL = ("import resource, sys\n"
+             f"print('{PEAK_MARK}', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"
+             " * (1 if sys.platform == 'darwin' else 1024))")  # ru_maxrss: bytes on macOS, KiB on Linux
+
+
+def execute_notebook(source: pathlib.Path, target: pathlib.Path, profile: str, seed: int) -> dict:
+    """Execute the MyST chapter ``source`` from a clean kernel into ``target`` (.ipynb).
+
+    Returns ``{"seconds": wall time, "peak_mb": the kernel's peak resident memory or None}``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     raw = target.with_suffix(".raw.ipynb")
-    nbformat.write(jupytext.read(source), raw)
+    nb = jupytext.read(source)
+    nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL, metadata={"tags": ["remove-cell"]}))
+    nbformat.write(nb, raw)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -108,14 +170,96 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int) -> 
     finally:
         raw.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    # Hide papermill's injected-parameters cell in the HTML.
     nb = nbformat.read(target, as_version=4)
+    peak = nb.cells.pop()  # the memory probe
+    text = "".join(o.get("text", "") for o in peak.get("outputs", []))
+    found = re.search(rf"{PEAK_MARK} (\d+)", text)
+    # Hide papermill's injected-parameters cell in the HTML.
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
     nbformat.write(nb, target)
-    return seconds
+    return {"seconds": round(seconds, 1), "peak_mb": round(int(found[1]) / 2**20) if found else None}
+
+
+def environment_fingerprint(profile: str, seed: int) -> str:
+    """A hash of what every chapter's outputs depend on besides its own code cells: the package's
+    source, the embedded data, the requirements, the installed versions of the main libraries, the
+    profile and the seed."""
+    h = hashlib.sha256(f"profile={profile} seed={seed} python={platform.python_version()}".encode())
+    for dist in ("torch", "torchvision", "numpy", "matplotlib", "tokenizers"):
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{dist}=absent".encode())
+    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "data").rglob("*"), *ROOT.glob("requirements*.txt")]
+    for path in sorted(f for f in files if f.is_file()):
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def code_fingerprint(nb) -> str:
+    """A hash of a notebook's code cells (sources and tags, in order); prose does not enter it."""
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            h.update(json.dumps([cell.source, cell.metadata.get("tags", [])]).encode())
+    return h.hexdigest()
+
+
+def with_new_prose(executed, source) -> nbformat.NotebookNode:
+    """The executed notebook with its Markdown cells replaced by those of ``source``.
+
+    ``source`` (the current chapter) has the same code cells as ``executed`` (the key says so);
+    papermill's injected-parameters cell, which only ``executed`` has, stays after the parameters cell.
+    """
+    runs = [c for c in executed.cells if c.cell_type == "code"
+            and "injected-parameters" not in c.metadata.get("tags", [])]
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    if len(runs) != sum(c.cell_type == "code" for c in source.cells):
+        raise ValueError("the cached notebook's code cells do not match the source's")
+    cells, runs = [], iter(runs)
+    for cell in source.cells:
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
+        cells.append(next(runs))
+        if "parameters" in cell.metadata.get("tags", []):
+            cells.extend(injected)
+    merged = nbformat.from_dict(executed)
+    merged.cells = cells
+    return merged
+
+
+def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cache: pathlib.Path | None = None,
+                    environment: str = "", source: pathlib.Path | None = None) -> dict:
+    """Execute chapters/<name>.md (or ``source``) into the staging folder, or reuse its cached run.
+
+    With a ``cache`` folder, a run whose key (``environment`` + the chapter's code cells) is unchanged
+    is reused with the current prose. Returns ``{"seconds", "peak_mb", "reused"}``: the time and
+    memory of the execution (the cached one when reused).
+    """
+    source = source or ROOT / f"{name}.md"
+    target = stage / f"{name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(source)
+    key = hashlib.sha256((environment + code_fingerprint(nb)).encode()).hexdigest()
+    stem = pathlib.Path(name).name
+    record_path = cache / f"{stem}.json" if cache else None
+    if record_path and record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("key") == key and (cache / f"{stem}.ipynb").exists():
+            executed = nbformat.read(cache / f"{stem}.ipynb", as_version=4)
+            nbformat.write(with_new_prose(executed, nb), target)
+            return {"seconds": record["seconds"], "peak_mb": record["peak_mb"], "reused": True}
+    record = execute_notebook(source, target, profile, seed)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy(target, cache / f"{stem}.ipynb")
+        record_path.write_text(json.dumps({"key": key, **record}, indent=2))
+    return {**record, "reused": False}
 
 
 def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
@@ -145,8 +289,10 @@ def render(stage: pathlib.Path, html: pathlib.Path) -> None:
     shutil.rmtree(site)
 
 
-def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None) -> dict:
-    """Execute the chapters once, then render each edition ("full" → out/html, "student" → out/student/html)."""
+def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None,
+          force: bool = False) -> dict:
+    """Execute the chapters once (or reuse their cached runs), then render each edition
+    ("full" → out/html, "student" → out/student/html). Returns {chapter: run record}."""
     # Kernels must use the inline backend so figures become outputs (Agg would swallow them).
     os.environ.pop("MPLBACKEND", None)
     stage = out / "stage"
@@ -154,34 +300,41 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     stage_front_matter(stage, "full")
-    times = {}
     names = chapters_in_toc()
     if only:  # any chapter source, also one not yet in the table of contents (a draft)
         missing = [n for n in only if not (ROOT / "chapters" / f"{n}.md").exists()]
         if missing:
             raise SystemExit(f"--chapters: no chapters/<name>.md for {missing}")
         names = [f"chapters/{n}" for n in only]
+    cache = None if force else out / "exec-cache"
+    environment = environment_fingerprint(profile, seed)
+    runs = {}
     for name in names:
         print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
-        times[name] = round(execute_chapter(name, stage, profile, seed), 1)
-        print(f"  {name}: {times[name]:.1f} s", flush=True)
+        runs[name] = execute_chapter(name, stage, profile, seed, cache, environment)
+        how = "reused: unchanged since it took" if runs[name]["reused"] else "executed in"
+        print(f"  {name}: {how} {runs[name]['seconds']:.1f} s", flush=True)
     if only:
-        return times
+        return runs
     (out / "execution_times.json").write_text(json.dumps(
-        {"profile": profile, "seed": seed, "seconds": times}, indent=2))
+        {"profile": profile, "seed": seed, "seconds": {n: r["seconds"] for n, r in runs.items()},
+         "peak_mb": {n: r["peak_mb"] for n, r in runs.items()},
+         "reused": [n for n, r in runs.items() if r["reused"]]}, indent=2))
+    write_runtime_page(stage, runs, profile, seed)
     for edition in editions:
         if edition == "full":
             render(stage, out / "html")
         else:
             student_stage(stage, out / "stage-student")
+            write_runtime_page(out / "stage-student", runs, profile, seed)
             render(out / "stage-student", out / "student" / "html")
     print("\nchapter execution times (s):")
-    for name, s in times.items():
-        print(f"  {s:8.1f}  {name}")
-    print(f"  {sum(times.values()):8.1f}  in all")
+    for name, r in runs.items():
+        print(f"  {r['seconds']:8.1f}  {name}{'  (reused)' if r['reused'] else ''}")
+    print(f"  {sum(r['seconds'] for r in runs.values()):8.1f}  in all")
     for edition in editions:
         print(f"{edition} edition: {out / ('html' if edition == 'full' else 'student/html') / 'index.html'}")
-    return times
+    return runs
 
 
 def main(argv=None) -> None:
@@ -192,8 +345,10 @@ def main(argv=None) -> None:
     parser.add_argument("--editions", nargs="+", default=["full"], choices=["full", "student"],
                         help="which editions to render from one execution (student: without solutions)")
     parser.add_argument("--chapters", nargs="*", help="only execute these chapters (no HTML build)")
+    parser.add_argument("--force", action="store_true",
+                        help="execute every chapter, even those whose cached run is still valid")
     args = parser.parse_args(argv)
-    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters)
+    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters, args.force)
 
 
 if __name__ == "__main__":

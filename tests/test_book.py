@@ -9,6 +9,7 @@ import pathlib
 import re
 import subprocess
 import sys
+from html import unescape
 
 import jupytext
 import nbformat
@@ -30,6 +31,11 @@ def build(out: pathlib.Path, *extra) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def book(tmp_path_factory):
     return build(tmp_path_factory.mktemp("book"), "--editions", "full", "student")
+
+
+def build_title(name: str) -> str:
+    """A chapter's first heading, as the runtime page links it."""
+    return next(line[2:].strip() for line in (ROOT / f"{name}.md").read_text().splitlines() if line.startswith("# "))
 
 
 def visible_text(html: str) -> str:
@@ -66,6 +72,18 @@ def test_execution_times_are_recorded(book):
     assert times["profile"] == "fast"
     assert set(times["seconds"]) == {f"chapters/{md.stem}" for md in CHAPTERS}
     assert all(s > 0 for s in times["seconds"].values())
+    assert times["reused"] == []                                  # a fresh build executes everything
+    assert all(mb is None or mb > 100 for mb in times["peak_mb"].values())  # torch alone takes more
+
+
+def test_the_runtime_page_lists_every_chapter_with_time_and_memory(book):
+    times = json.loads((book / "execution_times.json").read_text())
+    text = unescape(visible_text((book / "html" / "book" / "runtime.html").read_text()))
+    assert "profile" in text and "peak memory" in text
+    for name, seconds in times["seconds"].items():
+        title = build_title(name)
+        assert title in text, title
+        assert f"{seconds:.0f} s" in text
 
 
 def test_math_is_offline_and_nothing_comes_from_a_cdn(book):
@@ -78,6 +96,12 @@ def test_math_is_offline_and_nothing_comes_from_a_cdn(book):
         assert not remote, f"{page.name} loads {remote}"
         if 'class="math' in html:  # pages with math load the bundled MathJax
             assert re.search(r'src="[^"]*_static/mathjax/tex-chtml\.js', html)
+
+
+def test_every_script_is_included_once(book):
+    for page in (book / "html").rglob("*.html"):
+        scripts = re.findall(r"<script[^>]*>.*?</script>", page.read_text(), flags=re.S)
+        assert len(scripts) == len(set(scripts)), f"{page.name} repeats a script"
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
@@ -110,5 +134,6 @@ def test_student_edition_hides_solutions(book):
     assert 'class="solution' not in html
     assert "def worst_case" not in html and "The problem separates over pixels" not in html
     assert "student edition" in html
+    assert "colab.research.google.com" not in html, "Colab would open the notebooks with the solutions"
     staged = nbformat.read(out / "stage-student" / "chapters" / "01_linear_explanation.ipynb", as_version=4)
     assert not any("def worst_case" in c.source for c in staged.cells), "solutions leave the notebooks too"

@@ -1,0 +1,103 @@
+"""The book build's execution cache: a prose edit reuses a chapter's run, anything else re-executes it."""
+
+import importlib.util
+import pathlib
+
+import nbformat
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+build_book = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build_book)
+
+CHAPTER = '''---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# 0. A tiny chapter
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "auto"
+seed = 0
+```
+
+PROSE
+
+```{code-cell} ipython3
+import random
+
+print(profile, seed, random.random())  # a fresh number on every execution
+```
+'''
+
+
+def printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.fixture
+def chapter(tmp_path):
+    source = tmp_path / "tiny.md"
+
+    def run(prose="First words.", code_tail="", environment="env-1"):
+        source.write_text(CHAPTER.replace("PROSE", prose).replace("# a fresh", f"{code_tail}# a fresh"))
+        record = build_book.execute_chapter("chapters/tiny", tmp_path / "stage", "fast", 3, tmp_path / "cache",
+                                            environment, source=source)
+        return record, nbformat.read(tmp_path / "stage" / "chapters" / "tiny.ipynb", as_version=4)
+
+    return run
+
+
+def test_prose_edits_reuse_the_run_and_everything_else_reexecutes(chapter):
+    first, nb1 = chapter()
+    assert not first["reused"] and first["seconds"] > 0
+    assert first["peak_mb"] is None or first["peak_mb"] > 10        # a Python kernel with its imports
+    assert "fast 3 0." in printed(nb1)                               # the parameters were injected
+    assert not any(build_book.PEAK_MARK in c.source for c in nb1.cells)   # the memory probe is removed
+
+    second, nb2 = chapter(prose="Better words.")
+    assert second["reused"] and second["seconds"] == first["seconds"]
+    assert printed(nb2) == printed(nb1)                              # the same outputs, not a new run
+    text = "".join(c.source for c in nb2.cells if c.cell_type == "markdown")
+    assert "Better words." in text and "First words." not in text    # with the new prose
+    injected = [i for i, c in enumerate(nb2.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+    params = [i for i, c in enumerate(nb2.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert injected == [params[0] + 1]                               # papermill's cell stays in place
+
+    third, nb3 = chapter(prose="Better words.", code_tail="  ")     # a code cell changed
+    assert not third["reused"] and printed(nb3) != printed(nb1)
+    fourth, nb4 = chapter(prose="Better words.", code_tail="  ", environment="env-2")  # package, data, ...
+    assert not fourth["reused"] and printed(nb4) != printed(nb3)
+
+
+def test_the_environment_fingerprint_follows_profile_seed_and_package():
+    base = build_book.environment_fingerprint("fast", 0)
+    assert build_book.environment_fingerprint("fast", 0) == base
+    assert build_book.environment_fingerprint("full", 0) != base
+    assert build_book.environment_fingerprint("fast", 1) != base
+
+
+def test_code_fingerprint_ignores_prose_and_sees_tags():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("a"), nbformat.v4.new_code_cell("x = 1")])
+    key = build_book.code_fingerprint(nb)
+    nb.cells[0].source = "b"
+    assert build_book.code_fingerprint(nb) == key
+    nb.cells[1].metadata["tags"] = ["remove-input"]
+    assert build_book.code_fingerprint(nb) != key
+
+
+def test_a_cached_run_that_does_not_match_the_source_is_refused():
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y")])
+    with pytest.raises(ValueError, match="code cells"):
+        build_book.with_new_prose(executed, source)

@@ -49,6 +49,21 @@ def chapters_in_toc() -> list[str]:
     return [f for f in files if f.startswith("chapters/")]
 
 
+def put(path: pathlib.Path, text: str | bytes) -> None:
+    """Write ``path`` only if its content changes: Sphinx then re-reads only the pages that changed."""
+    data = text.encode() if isinstance(text, str) else text
+    if not (path.exists() and path.read_bytes() == data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def sync_tree(src: pathlib.Path, dst: pathlib.Path) -> None:
+    """Copy the files of ``src`` into ``dst``, leaving unchanged files (and their times) alone."""
+    for f in src.rglob("*"):
+        if f.is_file():
+            put(dst / f.relative_to(src), f.read_bytes())
+
+
 # A fenced {solution} directive, and the opening / closing fences of a gated solution.
 SOLUTION = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
 GATE_START = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution-start\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
@@ -99,11 +114,12 @@ def stage_front_matter(stage: pathlib.Path, edition: str) -> None:
         config["title"] += " (student edition)"
         # The Colab button opens the repository's notebooks, which hold every solution.
         config.pop("launch_buttons", None)
-    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    put(stage / "_config.yml", yaml.safe_dump(config, sort_keys=False))
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     toc["parts"][-1]["chapters"].append({"file": "book/runtime"})  # written by the build: write_runtime_page
-    (stage / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    shutil.copytree(ROOT / "book", stage / "book", dirs_exist_ok=True)
+    put(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
+    sync_tree(ROOT / "book", stage / "book")
+    sync_tree(ROOT / "book" / "_static", stage / "_static")  # the book's own CSS
 
 
 def chapter_title(name: str) -> str:
@@ -140,7 +156,7 @@ time and memory of the run that produced it.
 {chr(10).join(rows)}
 | all chapters | {total:.0f} s | | |
 """
-    (stage / "book" / "runtime.md").write_text(text)
+    put(stage / "book" / "runtime.md", text)
 
 
 # Appended to each notebook before execution and removed after: the kernel reports its peak memory.
@@ -252,7 +268,7 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
         record = json.loads(record_path.read_text())
         if record.get("key") == key and (cache / f"{stem}.ipynb").exists():
             executed = nbformat.read(cache / f"{stem}.ipynb", as_version=4)
-            nbformat.write(with_new_prose(executed, nb), target)
+            put(target, nbformat.writes(with_new_prose(executed, nb)))
             return {"seconds": record["seconds"], "peak_mb": record["peak_mb"], "reused": True}
     record = execute_notebook(source, target, profile, seed)
     if cache:
@@ -264,15 +280,16 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
 
 def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
     """The student edition's sources: the executed notebooks with every solution removed."""
-    if student.exists():
-        shutil.rmtree(student)
-    student.mkdir(parents=True)
+    student.mkdir(parents=True, exist_ok=True)
     stage_front_matter(student, "student")
+    for stale in (student / "chapters").glob("*.ipynb"):
+        if not (stage / "chapters" / stale.name).exists():
+            stale.unlink()
     for nb_path in (stage / "chapters").glob("*.ipynb"):
         nb = nbformat.read(nb_path, as_version=4)
         strip_solutions(nb)
         (student / "chapters").mkdir(exist_ok=True)
-        nbformat.write(nb, student / "chapters" / nb_path.name)
+        put(student / "chapters" / nb_path.name, nbformat.writes(nb))
 
 
 def render(stage: pathlib.Path, html: pathlib.Path) -> None:
@@ -285,20 +302,37 @@ def render(stage: pathlib.Path, html: pathlib.Path) -> None:
     if html.exists():
         shutil.rmtree(html)
     html.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(site / "_build" / "html"), html)
-    shutil.rmtree(site)
+    shutil.copytree(site / "_build" / "html", html)  # the site folder stays: Sphinx's next build is incremental
+
+
+def restrict_toc(stage: pathlib.Path, names: list[str]) -> None:
+    """Keep only the chapters ``names`` (and the front and back matter) in the staged table of contents;
+    a chapter not in it yet (a draft) goes into a "Drafts" part."""
+    toc = yaml.safe_load((stage / "_toc.yml").read_text())
+    listed = set()
+    for part in toc["parts"]:
+        part["chapters"] = [c for c in part["chapters"] if not c["file"].startswith("chapters/") or c["file"] in names]
+        listed |= {c["file"] for c in part["chapters"]}
+    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
+    drafts = [{"file": n} for n in names if n not in listed]
+    if drafts:
+        toc["parts"].insert(-1, {"caption": "Drafts", "chapters": drafts})
+    put(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
 
 
 def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None,
-          force: bool = False) -> dict:
+          force: bool = False, preview: bool = False) -> dict:
     """Execute the chapters once (or reuse their cached runs), then render each edition
-    ("full" → out/html, "student" → out/student/html). Returns {chapter: run record}."""
+    ("full" → out/html, "student" → out/student/html). Returns {chapter: run record}.
+
+    ``only``: execute just these chapters, and render nothing unless ``preview`` (then the book
+    holds just them)."""
     # Kernels must use the inline backend so figures become outputs (Agg would swallow them).
     os.environ.pop("MPLBACKEND", None)
+    # The staging folder is kept between builds and only changed files are rewritten, so that
+    # Sphinx re-renders only the pages that changed.
     stage = out / "stage"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
+    stage.mkdir(parents=True, exist_ok=True)
     stage_front_matter(stage, "full")
     names = chapters_in_toc()
     if only:  # any chapter source, also one not yet in the table of contents (a draft)
@@ -306,6 +340,9 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
         if missing:
             raise SystemExit(f"--chapters: no chapters/<name>.md for {missing}")
         names = [f"chapters/{n}" for n in only]
+    for stale in (stage / "chapters").glob("*.ipynb"):  # e.g. left by a preview of other chapters
+        if f"chapters/{stale.stem}" not in names:
+            stale.unlink()
     cache = None if force else out / "exec-cache"
     environment = environment_fingerprint(profile, seed)
     runs = {}
@@ -314,8 +351,10 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
         runs[name] = execute_chapter(name, stage, profile, seed, cache, environment)
         how = "reused: unchanged since it took" if runs[name]["reused"] else "executed in"
         print(f"  {name}: {how} {runs[name]['seconds']:.1f} s", flush=True)
-    if only:
+    if only and not preview:
         return runs
+    if only:
+        restrict_toc(stage, names)
     (out / "execution_times.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "seconds": {n: r["seconds"] for n, r in runs.items()},
          "peak_mb": {n: r["peak_mb"] for n, r in runs.items()},
@@ -326,6 +365,7 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
             render(stage, out / "html")
         else:
             student_stage(stage, out / "stage-student")
+            put(out / "stage-student" / "_toc.yml", (stage / "_toc.yml").read_bytes())
             write_runtime_page(out / "stage-student", runs, profile, seed)
             render(out / "stage-student", out / "student" / "html")
     print("\nchapter execution times (s):")
@@ -347,8 +387,13 @@ def main(argv=None) -> None:
     parser.add_argument("--chapters", nargs="*", help="only execute these chapters (no HTML build)")
     parser.add_argument("--force", action="store_true",
                         help="execute every chapter, even those whose cached run is still valid")
+    parser.add_argument("--preview", action="store_true",
+                        help="with --chapters: also render a book of just those chapters (drafts included)")
     args = parser.parse_args(argv)
-    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters, args.force)
+    if args.preview and not args.chapters:
+        parser.error("--preview needs --chapters")
+    build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters, args.force,
+          args.preview)
 
 
 if __name__ == "__main__":

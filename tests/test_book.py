@@ -22,17 +22,6 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
 pytestmark = pytest.mark.book
 
 
-def build(out: pathlib.Path, *extra) -> pathlib.Path:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--out", str(out), *extra],
-                   check=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def book(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("book"), "--editions", "full", "student")
-
-
 def build_title(name: str) -> str:
     """A chapter's first heading, as the runtime page links it."""
     return next(line[2:].strip() for line in (ROOT / f"{name}.md").read_text().splitlines() if line.startswith("# "))

@@ -7,6 +7,21 @@ import advcourse
 from advcourse import runtime
 
 
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """start() and seed_everything() set process-wide state on purpose (seeds, deterministic
+    algorithms, cuDNN, threads); put it back so later tests do not depend on this module's order."""
+    rng = torch.get_rng_state()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark, threads = torch.backends.cudnn.benchmark, torch.get_num_threads()
+    yield
+    torch.set_rng_state(rng)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
+    torch.set_num_threads(threads)
+
+
 def test_auto_profile_is_fast_on_cpu(monkeypatch):
     monkeypatch.delenv("ADVCOURSE_PROFILE", raising=False)
     assert runtime.resolve_profile("auto", torch.device("cpu")) == "fast"

@@ -11,8 +11,9 @@ student edition with every solution removed). Output: ``<out>/html`` (the book),
 ``<out>/student/html`` (student edition) and ``<out>/execution_times.json``.
 
 Incremental builds: an executed chapter is kept in ``<out>/exec-cache`` under a key that
-covers its code cells, the package code, the data, the requirements, the installed
-versions of the main libraries, the profile and the seed. When the key is unchanged the
+covers its code cells, the source of every package module they use (followed through the
+imports), the data, the requirements, the installed versions of the main libraries, the
+profile and the seed. When the key is unchanged the
 chapter is not executed again: its outputs are reused and its prose (the Markdown cells)
 taken from the current source, so a prose edit rebuilds in seconds. ``--force``
 re-executes everything. A "Runtime" page in the book lists each chapter's execution time
@@ -22,6 +23,7 @@ and peak memory.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import importlib.metadata
 import json
@@ -200,19 +202,73 @@ def execute_notebook(source: pathlib.Path, target: pathlib.Path, profile: str, s
 
 
 def environment_fingerprint(profile: str, seed: int) -> str:
-    """A hash of what every chapter's outputs depend on besides its own code cells: the package's
-    source, the embedded data, the requirements, the installed versions of the main libraries, the
-    profile and the seed."""
+    """A hash of what every chapter's outputs depend on besides its own code cells and the package
+    modules it uses (:func:`package_fingerprint`): the embedded data, the requirements, the installed
+    versions of the main libraries, the profile and the seed."""
     h = hashlib.sha256(f"profile={profile} seed={seed} python={platform.python_version()}".encode())
     for dist in ("torch", "torchvision", "numpy", "matplotlib", "tokenizers"):
         try:
             h.update(f"{dist}={importlib.metadata.version(dist)}".encode())
         except importlib.metadata.PackageNotFoundError:
             h.update(f"{dist}=absent".encode())
-    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "data").rglob("*"), *ROOT.glob("requirements*.txt")]
+    files = [*(ROOT / "data").rglob("*"), *ROOT.glob("requirements*.txt"), ROOT / "pyproject.toml"]
     for path in sorted(f for f in files if f.is_file()):
         h.update(path.relative_to(ROOT).as_posix().encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+PACKAGE = ROOT / "src" / "advcourse"
+
+
+def module_file(name: str) -> pathlib.Path | None:
+    """The source file of the advcourse module ``name`` (e.g. 'advcourse.attacks.pgd'), if any."""
+    if name != "advcourse" and not name.startswith("advcourse."):
+        return None
+    path = PACKAGE.joinpath(*name.split(".")[1:])
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(code: str, package: str = "") -> set[str]:
+    """The advcourse modules ``code`` imports anywhere (also inside functions), with the packages
+    whose ``__init__`` runs on the way; ``package``: the importing module's package, for relative imports."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from pkg import module` too
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {n for n in found if module_file(n)}
+
+
+def package_fingerprint(code: str) -> str:
+    """A hash of the source of every advcourse module that ``code`` (a chapter's code cells) uses,
+    followed through their imports: editing a module re-executes only the chapters that use it."""
+    todo, seen = sorted(imported_modules(code)), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_file(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        todo += sorted(imported_modules(path.read_text(), package) - seen)
+    h = hashlib.sha256()
+    for name in sorted(seen):
+        h.update(name.encode())
+        h.update(hashlib.sha256(module_file(name).read_bytes()).digest())
     return h.hexdigest()
 
 
@@ -253,7 +309,8 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
                     environment: str = "", source: pathlib.Path | None = None) -> dict:
     """Execute chapters/<name>.md (or ``source``) into the staging folder, or reuse its cached run.
 
-    With a ``cache`` folder, a run whose key (``environment`` + the chapter's code cells) is unchanged
+    With a ``cache`` folder, a run whose key (``environment``, the chapter's code cells and the package
+    modules they use) is unchanged
     is reused with the current prose. Returns ``{"seconds", "peak_mb", "reused"}``: the time and
     memory of the execution (the cached one when reused).
     """
@@ -261,7 +318,9 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
     target = stage / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(source)
-    key = hashlib.sha256((environment + code_fingerprint(nb)).encode()).hexdigest()
+    code = "\n".join(c.source for c in nb.cells  # magics and shell lines are not Python
+                     if c.cell_type == "code" and not c.source.lstrip().startswith(("%", "!")))
+    key = hashlib.sha256((environment + code_fingerprint(nb) + package_fingerprint(code)).encode()).hexdigest()
     stem = pathlib.Path(name).name
     record_path = cache / f"{stem}.json" if cache else None
     if record_path and record_path.exists():

@@ -101,3 +101,33 @@ def test_a_cached_run_that_does_not_match_the_source_is_refused():
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y")])
     with pytest.raises(ValueError, match="code cells"):
         build_book.with_new_prose(executed, source)
+
+
+def test_a_chapter_depends_only_on_the_package_modules_it_uses():
+    found = build_book.imported_modules("from advcourse.attacks import fgsm\nimport advcourse.report as r")
+    assert {"advcourse", "advcourse.attacks", "advcourse.attacks.fgsm", "advcourse.report"} <= found
+    assert build_book.imported_modules("from ..evaluate import logits", "advcourse.attacks") == {
+        "advcourse", "advcourse.evaluate"}                           # relative imports resolved
+    assert build_book.imported_modules("import numpy\nfrom os import path") == set()
+    # through the imports: chapter 7's module uses the ResNet file, not chapter 3's experiments
+    ch07 = "from advcourse.experiments import ch07_resnet"
+    key = build_book.package_fingerprint(ch07)
+    assert key != build_book.package_fingerprint("from advcourse.experiments import ch03_lbfgs_blind_spots")
+    assert key == build_book.package_fingerprint(ch07 + "\nimport torch")
+
+
+def test_editing_a_used_module_changes_the_fingerprint(tmp_path, monkeypatch):
+    package = tmp_path / "advcourse"
+    (package / "experiments").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .runtime import start\n")
+    (package / "runtime.py").write_text("def start(): ...\n")
+    (package / "unused.py").write_text("x = 1\n")
+    (package / "experiments" / "__init__.py").write_text("")
+    (package / "experiments" / "chxx.py").write_text("def run(): from ..runtime import start\n")
+    monkeypatch.setattr(build_book, "PACKAGE", package)
+    code = "from advcourse.experiments import chxx"
+    before = build_book.package_fingerprint(code)
+    (package / "unused.py").write_text("x = 2\n")
+    assert build_book.package_fingerprint(code) == before
+    (package / "runtime.py").write_text("def start(): return 1\n")   # reached by a lazy relative import
+    assert build_book.package_fingerprint(code) != before

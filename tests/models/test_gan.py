@@ -17,6 +17,7 @@ from advcourse.models.gan import (
     d_loss,
     g_loss_nonsaturating,
     g_loss_saturating,
+    noise,
     optimal_discriminator,
     value_function,
 )
@@ -41,6 +42,34 @@ def test_generator_makes_images_in_the_unit_interval():
     assert torch.equal(s, g.sample(3, generator=torch.Generator().manual_seed(0)))
     small = Generator(GANConfig(z_dim=8, g_width=4))
     assert small(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+
+
+def test_noise_is_drawn_on_the_generators_device_and_moved_to_the_models(monkeypatch):
+    """A CPU torch.Generator used to be passed to randn together with the model's device, which fails for a
+    model on a GPU ("Expected a 'cuda' device type for generator"). z must be drawn where the generator lives
+    and land where the model lives; without a generator it is drawn directly on the model's device."""
+    calls = []
+    randn = torch.randn
+
+    def spy(*args, generator=None, device=None, **kwargs):
+        calls.append((generator, torch.device(device) if device is not None else None))
+        return randn(*args, generator=generator, device=device, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", spy)
+    cpu_gen = torch.Generator().manual_seed(0)
+    z = noise(4, 3, "meta", cpu_gen)  # "meta" stands in for a GPU on this CPU-only machine
+    assert z.device.type == "meta" and z.shape == (4, 3)
+    assert calls[-1] == (cpu_gen, torch.device("cpu"))  # drawn with the generator, on its device
+    assert noise(2, 3, "meta").device.type == "meta" and calls[-1] == (None, torch.device("meta"))
+    monkeypatch.undo()
+    for model in (Generator(GANConfig(z_dim=8, g_width=4)), ToyGenerator()):
+        model.to("meta")
+        assert model.sample(2, generator=torch.Generator().manual_seed(0)).device.type == "meta"
+    # the same seed gives the same z whatever the model's device
+    torch.testing.assert_close(noise(3, 5, "cpu", torch.Generator().manual_seed(1)),
+                               torch.randn(3, 5, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="z_dim"):
+        noise(3, 0)
 
 
 def test_discriminator_returns_one_logit_per_image_and_gradients_flow_to_g():

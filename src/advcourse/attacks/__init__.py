@@ -18,6 +18,8 @@ lbfgs                  Szegedy et al. 2014                         lbfgs
 jsma                   Papernot et al. 2016                        jsma
 square                 Andriushchenko et al. 2020                  square
 transfer               (black-box transfer), gaussian_rubbish      transfer
+embedding_pgd          Miyato et al. 2017 (text, on embeddings)    text
+word_substitution      Ebrahimi et al. 2018, Jin et al. 2020       text
 =====================  ==========================================  ===============
 
 Evaluation helpers (robust accuracy, worst case over attacks, transfer matrices, the strong
@@ -45,10 +47,14 @@ from .robustness import (
     worst_case_over,
 )
 from .square import square, square_p_schedule
+from .text import embedding_pgd, nearest_neighbours, word_substitution
 from .transfer import TransferResult, gaussian_rubbish, transfer
 
 __all__ = [
     "eval_mode",
+    "embedding_pgd",
+    "nearest_neighbours",
+    "word_substitution",
     "fgsm",
     "fgm",
     "bim",

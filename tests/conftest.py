@@ -12,26 +12,25 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Run a module on one torch thread, as the chapters with tiny networks do; restore after."""
+def _torch_threads(n: int):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module on one torch thread, as the chapters with tiny networks do; restore after."""
+    yield from _torch_threads(1)
 
 
 @pytest.fixture(scope="module")
 def two_torch_threads():
     """Run a module on two torch threads, as chapter 7 does (thread count changes the trained weights)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    yield from _torch_threads(2)
 
 
 @pytest.fixture(scope="module")

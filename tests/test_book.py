@@ -5,6 +5,7 @@ The book is built once per test session (every chapter executed by papermill, th
 """
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -61,7 +62,9 @@ def test_execution_times_are_recorded(book):
     assert times["profile"] == "fast"
     assert set(times["seconds"]) == {f"chapters/{md.stem}" for md in CHAPTERS}
     assert all(s > 0 for s in times["seconds"].values())
-    assert times["reused"] == []                                  # a fresh build executes everything
+    assert set(times["reused"]) <= set(times["seconds"])
+    if not os.environ.get("ADVCOURSE_BOOK"):                      # the session's fresh build executes everything
+        assert times["reused"] == []
     assert all(mb is None or mb > 100 for mb in times["peak_mb"].values())  # torch alone takes more
 
 

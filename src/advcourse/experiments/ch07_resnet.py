@@ -72,7 +72,7 @@ class Settings:
     shortcuts: tuple = ("A", "B", "C")
     attack_eps: tuple = (0.01, 0.02, 0.04)
     attack_steps: int = 10
-    n_attack: int = 500
+    n_attack: int = 300
     adv_scales: tuple = ()
     adv_depth: int = 8
     adv_eps: float = 0.05

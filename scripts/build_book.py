@@ -109,16 +109,32 @@ def strip_solutions(nb) -> int:
     return removed
 
 
-def stage_front_matter(stage: pathlib.Path, edition: str) -> None:
-    """Copy the configuration, table of contents and front matter into ``stage``."""
+def staged_toc(names: list[str] | None = None) -> dict:
+    """The table of contents the build renders: ``_toc.yml`` plus the generated Runtime page and, for a
+    preview, only the chapters ``names`` (one not in the table yet, a draft, goes into a "Drafts" part)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc["parts"][-1]["chapters"].append({"file": "book/runtime"})  # written by the build: write_runtime_page
+    if names is None:
+        return toc
+    listed = set()
+    for part in toc["parts"]:
+        part["chapters"] = [c for c in part["chapters"] if not c["file"].startswith("chapters/") or c["file"] in names]
+        listed |= {c["file"] for c in part["chapters"]}
+    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
+    drafts = [{"file": n} for n in names if n not in listed]
+    if drafts:
+        toc["parts"].insert(-1, {"caption": "Drafts", "chapters": drafts})
+    return toc
+
+
+def stage_front_matter(stage: pathlib.Path, edition: str, toc: dict) -> None:
+    """Copy the configuration, the table of contents ``toc`` and the front matter into ``stage``."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     if edition == "student":
         config["title"] += " (student edition)"
         # The Colab button opens the repository's notebooks, which hold every solution.
         config.pop("launch_buttons", None)
     put(stage / "_config.yml", yaml.safe_dump(config, sort_keys=False))
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    toc["parts"][-1]["chapters"].append({"file": "book/runtime"})  # written by the build: write_runtime_page
     put(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     sync_tree(ROOT / "book", stage / "book")
     sync_tree(ROOT / "book" / "_static", stage / "_static")  # the book's own CSS
@@ -149,8 +165,8 @@ def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int)
 What it took to execute the chapters of this edition: the **{profile}** profile, seed {seed}, on
 {platform.system()} with {os.cpu_count()} logical CPUs, Python {platform.python_version()} and torch
 {torch_version}. Each chapter runs from a clean kernel; the peak memory is that kernel's largest resident
-set. A chapter whose code cells, package code, data, requirements, profile and seed did not change since
-the previous build is *reused* (its outputs are kept, its prose is rebuilt), and the table then shows the
+set. A chapter whose code cells, the package modules they use, data, requirements, profile and seed did not
+change since the previous build is *reused* (its outputs are kept, its prose is rebuilt), and the table then shows the
 time and memory of the run that produced it.
 
 | chapter | execution time | peak memory | in this build |
@@ -338,9 +354,11 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
 
 
 def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
-    """The student edition's sources: the executed notebooks with every solution removed."""
+    """The student edition's sources: the full stage's table of contents and Runtime page, and its
+    executed notebooks with every solution removed."""
     student.mkdir(parents=True, exist_ok=True)
-    stage_front_matter(student, "student")
+    stage_front_matter(student, "student", yaml.safe_load((stage / "_toc.yml").read_text()))
+    put(student / "book" / "runtime.md", (stage / "book" / "runtime.md").read_bytes())
     for stale in (student / "chapters").glob("*.ipynb"):
         if not (stage / "chapters" / stale.name).exists():
             stale.unlink()
@@ -364,21 +382,6 @@ def render(stage: pathlib.Path, html: pathlib.Path, strict: bool = True) -> None
     shutil.copytree(site / "_build" / "html", html)  # the site folder stays: Sphinx's next build is incremental
 
 
-def restrict_toc(stage: pathlib.Path, names: list[str]) -> None:
-    """Keep only the chapters ``names`` (and the front and back matter) in the staged table of contents;
-    a chapter not in it yet (a draft) goes into a "Drafts" part."""
-    toc = yaml.safe_load((stage / "_toc.yml").read_text())
-    listed = set()
-    for part in toc["parts"]:
-        part["chapters"] = [c for c in part["chapters"] if not c["file"].startswith("chapters/") or c["file"] in names]
-        listed |= {c["file"] for c in part["chapters"]}
-    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
-    drafts = [{"file": n} for n in names if n not in listed]
-    if drafts:
-        toc["parts"].insert(-1, {"caption": "Drafts", "chapters": drafts})
-    put(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
-
-
 def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None,
           force: bool = False, preview: bool = False) -> dict:
     """Execute the chapters once (or reuse their cached runs), then render each edition
@@ -392,13 +395,13 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
     # Sphinx re-renders only the pages that changed.
     stage = out / "stage"
     stage.mkdir(parents=True, exist_ok=True)
-    stage_front_matter(stage, "full")
     names = chapters_in_toc()
     if only:  # any chapter source, also one not yet in the table of contents (a draft)
         missing = [n for n in only if not (ROOT / "chapters" / f"{n}.md").exists()]
         if missing:
             raise SystemExit(f"--chapters: no chapters/<name>.md for {missing}")
         names = [f"chapters/{n}" for n in only]
+    stage_front_matter(stage, "full", staged_toc(names if only else None))
     for stale in (stage / "chapters").glob("*.ipynb"):  # e.g. left by a preview of other chapters
         if f"chapters/{stale.stem}" not in names:
             stale.unlink()
@@ -412,8 +415,6 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
         print(f"  {name}: {how} {runs[name]['seconds']:.1f} s", flush=True)
     if only and not preview:
         return runs
-    if only:
-        restrict_toc(stage, names)
     (out / "execution_times.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "seconds": {n: r["seconds"] for n, r in runs.items()},
          "peak_mb": {n: r["peak_mb"] for n, r in runs.items()},
@@ -425,8 +426,6 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
             render(stage, out / "html", strict=not only)
         else:
             student_stage(stage, out / "stage-student")
-            put(out / "stage-student" / "_toc.yml", (stage / "_toc.yml").read_bytes())
-            write_runtime_page(out / "stage-student", runs, profile, seed)
             render(out / "stage-student", out / "student" / "html", strict=not only)
     print("\nchapter execution times (s):")
     for name, r in runs.items():

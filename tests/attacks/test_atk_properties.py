@@ -42,6 +42,10 @@ def register(name, fn, norm, deterministic):
     ATTACKS[name] = (fn, norm, deterministic)
 
 
+register("apgd_dlr", lambda m, x, y, e: A.apgd(m, x, y, eps=e, steps=5, loss="dlr", restarts=2,
+                                               generator=torch.Generator().manual_seed(0)), "inf", False)
+
+
 def _check_ball(x_adv, x, eps, norm):
     assert ((x_adv >= 0) & (x_adv <= 1)).all()
     if norm == "inf":

@@ -20,10 +20,11 @@ PUBLIC = [
     "robust_accuracy", "robust_mask", "accuracy_vs_eps", "worst_case_over", "transfer_matrix",
     "strong_evaluation", "distortion", "input_gradient", "zero_gradient_fraction", "audit", "audit_table",
     "embedding_pgd", "nearest_neighbours", "word_substitution",
+    "apgd", "apgd_targeted", "apgd_checkpoints", "dlr_loss",
 ]
 
 # The modules holding public attacks or helpers: each must contain at least one example.
-WITH_EXAMPLES = {"fgsm", "pgd", "deepfool", "cw", "lbfgs", "jsma", "square", "transfer", "robustness",
+WITH_EXAMPLES = {"apgd", "fgsm", "pgd", "deepfool", "cw", "lbfgs", "jsma", "square", "transfer", "robustness",
                  "gradients", "audit", "text"}
 
 # `import advcourse.attacks.pgd` would give the *function* pgd (the package re-exports it under the

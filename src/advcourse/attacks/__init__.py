@@ -12,6 +12,7 @@ attack                 paper                                       module
 =====================  ==========================================  ===============
 fgsm, fgm              Goodfellow et al. 2015                      fgsm
 bim, pgd               Kurakin et al. 2017, Madry et al. 2018      pgd
+apgd, apgd_targeted    Croce & Hein 2020                           apgd
 deepfool               Moosavi-Dezfooli et al. 2016                deepfool
 cw_l2, cw_linf, cw_l0  Carlini & Wagner 2017                       cw
 lbfgs                  Szegedy et al. 2014                         lbfgs
@@ -28,6 +29,7 @@ in :mod:`advcourse.attacks.gradients`; the gradient-masking audit in :mod:`advco
 """
 
 from ..evaluate import eval_mode
+from .apgd import apgd, apgd_checkpoints, apgd_targeted, dlr_loss
 from .audit import AuditReport, Check, audit, audit_table
 from .cw import BOXES, OBJECTIVES, cw_l0, cw_l2, cw_linf, cw_objective
 from .deepfool import deepfool
@@ -59,6 +61,10 @@ __all__ = [
     "fgm",
     "bim",
     "pgd",
+    "apgd",
+    "apgd_targeted",
+    "apgd_checkpoints",
+    "dlr_loss",
     "deepfool",
     "cw_l2",
     "cw_linf",

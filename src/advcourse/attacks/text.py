@@ -256,7 +256,7 @@ def nearest_neighbours(embedding, k: int, allowed: torch.Tensor | None = None, t
     for chunk in rows.split(batch_size):
         sim = unit[chunk] @ unit.T  # (B, V)
         sim[:, ~allowed] = -float("inf")
-        sim[torch.arange(len(chunk)), chunk] = -float("inf")  # not itself
+        sim[torch.arange(len(chunk), device=chunk.device), chunk] = -float("inf")  # not itself
         out[chunk] = sim.topk(k, dim=1).indices
     return out
 
@@ -379,12 +379,13 @@ def word_substitution(model: nn.Module, ids: torch.Tensor, attention_mask: torch
                 trial_loss = F.cross_entropy(logits, yy.repeat_interleave(k), reduction="none").view(n, k)
                 trial_loss = trial_loss.masked_fill(~ok, -float("inf"))
                 pick = trial_loss.argmax(1)  # (n,)
+                each = torch.arange(n, device=pick.device)
                 has = ok.any(1)
                 rows = todo[has]
-                p_pos = pos[torch.arange(n), pick][has]
-                adv[rows, p_pos] = new_tok[torch.arange(n), pick][has].to(adv.dtype)
+                p_pos = pos[each, pick][has]
+                adv[rows, p_pos] = new_tok[each, pick][has].to(adv.dtype)
                 free[rows, p_pos] = False  # each position changes at most once
                 free[todo[~has]] = False  # nothing left to try
-                wrong = logits.view(n, k, -1)[torch.arange(n), pick].argmax(1) != yy
+                wrong = logits.view(n, k, -1)[each, pick].argmax(1) != yy
                 fooled[rows] = wrong[has]
     return adv

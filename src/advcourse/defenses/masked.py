@@ -24,6 +24,7 @@ And the two standard ways to see through them:
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +132,7 @@ class EOT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reps = x.repeat(self.samples, *([1] * (x.ndim - 1)))
         logp = F.log_softmax(self.model(reps), dim=1).view(self.samples, len(x), -1)
-        return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.samples)))
+        return torch.logsumexp(logp, dim=0) - math.log(self.samples)
 
 
 class ScaledLogits(nn.Module):

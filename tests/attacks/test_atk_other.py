@@ -151,11 +151,29 @@ def test_transfer_matrix_and_strong_evaluation():
     y = predict(model, x)
     res = A.strong_evaluation(model, x, y, eps=0.03, steps=10, restarts=2, square_queries=50,
                               generator=torch.Generator().manual_seed(0))
-    assert list(res.accuracy_after) == ["pgd_ce", "pgd_margin", "square"]
+    assert list(res.accuracy_after) == ["apgd_ce", "apgd_t", "square"]
+    # each component runs on the survivors of the previous ones: the first is APGD-CE alone
+    ce_only = A.robust_mask(model, x, y, A.apgd, eps=0.03, steps=10, restarts=2,
+                            generator=torch.Generator().manual_seed(0))
+    assert res.accuracy_after["apgd_ce"] == pytest.approx(float(ce_only.float().mean()))
+    assert torch.equal(res.robust, res.robust & ce_only)
+    accs = list(res.accuracy_after.values())
+    assert all(a >= b for a, b in zip(accs, accs[1:])) and res.accuracy == accs[-1]
+    # who caught what: every fooled example is attributed to exactly one component
+    assert sum(res.caught.values()) == int((res.fooled_by >= 0).sum()) == int((~res.robust).sum() - (y != predict(
+        model, x)).sum())
+    assert ce_only.sum() - res.robust.sum() == res.caught["apgd_t"] + res.caught["square"]
+    old = A.strong_evaluation(model, x, y, eps=0.03, components=("pgd_ce", "pgd_margin", "square"), steps=10,
+                              restarts=2, square_queries=50, generator=torch.Generator().manual_seed(0))
+    assert list(old.accuracy_after) == ["pgd_ce", "pgd_margin", "square"]
     pgd_only = A.robust_accuracy(model, x, y, A.pgd, eps=0.03, steps=10, generator=torch.Generator().manual_seed(0))
-    assert res.accuracy <= pgd_only + 1e-9
+    assert old.accuracy <= pgd_only + 1e-9
     res2 = A.strong_evaluation(model, x, y, eps=0.5, norm="2", steps=10, restarts=1)
-    assert list(res2.accuracy_after) == ["pgd_ce", "pgd_margin"]
+    assert list(res2.accuracy_after) == ["apgd_ce", "apgd_t"]  # Square is L-inf only
+    with pytest.raises(ValueError, match="components"):
+        A.strong_evaluation(model, x, y, eps=0.03, components=["fab"])
+    with pytest.raises(ValueError, match="components"):
+        A.strong_evaluation(model, x, y, eps=0.03, components="apgd_ce")
 
 
 def test_evaluation_warns_on_probabilities():

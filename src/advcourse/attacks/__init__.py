@@ -39,6 +39,7 @@ from .jsma import jsma
 from .lbfgs import lbfgs, lbfgs_untargeted
 from .pgd import bim, pgd
 from .robustness import (
+    STRONG_COMPONENTS,
     WorstCase,
     accuracy_vs_eps,
     distortion,
@@ -87,6 +88,7 @@ __all__ = [
     "WorstCase",
     "transfer_matrix",
     "strong_evaluation",
+    "STRONG_COMPONENTS",
     "distortion",
     "input_gradient",
     "zero_gradient_fraction",

@@ -57,6 +57,27 @@ class BNDrop(nn.Module):
         return self.net(x)
 
 
+class BNConv(nn.Module):
+    """A small CNN on (1, 8, 8) inputs with BatchNorm and max-pooling: kinks where float noise can grow."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
+        )
+        with torch.no_grad():  # non-trivial running statistics
+            for bn in (self.net[1], self.net[5]):
+                bn.running_mean.uniform_(-0.3, 0.3)
+                bn.running_var.uniform_(0.5, 2.0)
+        self.eval()
+
+    def forward(self, x):
+        return self.net(x)
+
+
 class Softmaxed(nn.Module):
     def __init__(self, inner):
         super().__init__()
@@ -66,9 +87,16 @@ class Softmaxed(nn.Module):
         return self.inner(x).softmax(1)
 
 
-def images(n: int, seed: int = 0, shape=(1, 8, 8), lo: float = 0.0, hi: float = 1.0, dtype=torch.float32):
+def images(n: int, seed: int = 0, shape=(1, 8, 8), lo: float = 0.0, hi: float = 1.0, dtype=torch.float32,
+           faces: float = 0.0):
+    """n images uniform in [lo, hi]; a fraction ``faces`` of the pixels is then set to exactly 0 or 1
+    (MNIST lives on the faces of the box, where clipping and projection have corner cases)."""
     g = torch.Generator().manual_seed(seed)
-    return (lo + (hi - lo) * torch.rand(n, *shape, generator=g)).to(dtype)
+    x = lo + (hi - lo) * torch.rand(n, *shape, generator=g)
+    if faces > 0:
+        u = torch.rand(n, *shape, generator=g)
+        x = torch.where(u < faces / 2, 0.0, torch.where(u < faces, 1.0, x))
+    return x.to(dtype)
 
 
 def predict(model, x):

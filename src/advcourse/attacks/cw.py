@@ -239,7 +239,7 @@ def cw_l2(
 
     Returns:
         x_adv (N, ...) with the dtype/device of x, in [0, 1].  Deterministic and
-        independent of the batch.
+        independent of the batch up to float rounding.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
@@ -397,7 +397,7 @@ def cw_linf(
 
     Returns:
         x_adv (N, ...) with the dtype/device of x, in [0, 1]; deterministic and
-        independent of the batch.
+        independent of the batch up to float rounding.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,
@@ -533,7 +533,7 @@ def cw_l0(
 
     Returns:
         x_adv (N, ...) with the dtype/device of x, in [0, 1]; deterministic and
-        independent of the batch.
+        independent of the batch up to float rounding.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``x``/``y`` have the wrong dtype,

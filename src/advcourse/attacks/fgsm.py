@@ -29,7 +29,8 @@ def fgsm(
 
     ``x_adv = clip_[0,1]( x + eps * sign(grad_x J(x, y)) )``; with ``targeted=True``
     the step *descends* the loss of the target class: ``x - eps * sign(grad_x J(x, t))``.
-    One forward and one backward pass; deterministic and independent of the batch.
+    One forward and one backward pass; deterministic and independent of the batch
+    up to float rounding (see :func:`~advcourse.attacks.deepfool`: rounding can grow at a kink of the model).
 
     Args:
         model: classifier returning logits (N, K). Put in eval mode during the

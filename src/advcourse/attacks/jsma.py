@@ -82,7 +82,7 @@ def jsma(
     Returns:
         x_adv (N, ...) with the dtype/device of x, in [0, 1]; at most
         ``2 * floor(gamma * D / 2)`` features differ from ``x``.  Deterministic and
-        independent of the batch.
+        independent of the batch up to float rounding.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``x``/``target`` have the wrong

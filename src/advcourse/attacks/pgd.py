@@ -329,7 +329,7 @@ def bim(
     (section 2.1), i.e. PGD without random start and with one restart.  Defaults
     follow the paper (pixel units rescaled to [0, 1]): ``alpha = 1/255`` and
     ``steps = ceil(min(255*eps + 4, 1.25 * 255*eps))``.  Deterministic; the result
-    for an example does not depend on the rest of the batch.  ``norm="2"``
+    for an example does not depend on the rest of the batch (up to float rounding).  ``norm="2"``
     gives the L2 analogue (normalised-gradient steps).  Returns, like
     :func:`pgd`, the best iterate per example.
 

@@ -92,6 +92,37 @@ def test_rbf_network_is_fooled_only_unconfidently(mnist, ten_class):
     assert rep.wrong_confidence < clean.confidence / 10
 
 
+def test_rbf_network_pays_in_fit_for_its_low_confidence(mnist, ten_class):
+    softmax, rbf = ten_class
+    x, y = mnist.x_test, mnist.y_test
+    assert error_report(rbf, x, y).error > error_report(softmax, x, y).error  # "fits the clean digits less well"
+
+
+def test_weight_decay_moves_the_confidences_as_the_weight_size_explanation_predicts(mnist, ten_class):
+    """Experiment 5: smaller weights make softmax regression less confident far from the data and
+    the RBF network (smaller β) *more* confident on what fools it."""
+    softmax, rbf = ten_class
+    kw = dict(data_tag="embedded", epochs=S.epochs // 2, lr=S.lr, seed=0, progress=False,
+              weight_decay=S.weight_decay)
+    softmax_wd = lx.train_linear("softmax", mnist.x_train, mnist.y_train, **kw)[0]
+    rbf_wd = lx.train_linear("rbf", mnist.x_train, mnist.y_train, **kw)[0]
+    x, y = mnist.x_test, mnist.y_test
+    noise = torch.randn(2000, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    conf = lambda m: lx.fgsm_report(m, x, y, 0.25)[1].wrong_confidence  # noqa: E731
+    assert lx.weight_scale(softmax_wd) < lx.weight_scale(softmax) / 2
+    assert lx.weight_scale(rbf_wd) < lx.weight_scale(rbf) / 2
+    assert conf(softmax_wd) < conf(softmax) - 0.1
+    assert lx.rubbish_report(softmax_wd, noise).error < lx.rubbish_report(softmax, noise).error - 0.1
+    assert conf(rbf_wd) > conf(rbf) + 0.1
+    # decay shrinks the weights without wrecking the fit
+    assert error_report(softmax_wd, x, y).error < error_report(softmax, x, y).error + 0.03
+
+
+def test_weight_scale_rejects_other_models():
+    with pytest.raises(TypeError, match="SoftmaxRegression or an RBFNetwork"):
+        lx.weight_scale(torch.nn.Linear(2, 2))
+
+
 def test_rubbish_fools_softmax_but_not_rbf(ten_class):
     softmax, rbf = ten_class
     noise = torch.randn(2000, 1, 28, 28, generator=torch.Generator().manual_seed(1))

@@ -7,7 +7,7 @@ error and confidence under FGSM, and their answers on Gaussian rubbish.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -30,6 +30,12 @@ class Settings:
 
     epochs: int = 20
     lr: float = 1e-2
+    #: the L2 weight decay of the scale test (Experiment 5)
+    weight_decay: float = 0.01
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs=2)
 
 
 #: The CPU profile (the embedded 8,000 training digits).
@@ -121,17 +127,18 @@ def _build(config: dict) -> nn.Module:
 
 
 def train_linear(kind: str, x: torch.Tensor, y: torch.Tensor, *, data_tag: str, epochs: int, lr: float,
-                 seed: int = 0, device="cpu", l1: float = 0.0, adv_eps: float = 0.0,
-                 clean_weight: float = 0.5, beta0: float = 0.3, progress: bool = True):
+                 seed: int = 0, device="cpu", l1: float = 0.0, weight_decay: float = 0.0,
+                 adv_eps: float = 0.0, clean_weight: float = 0.5, beta0: float = 0.3, progress: bool = True):
     """Train (or load from the cache) one of the chapter's models on images ``x`` in [0, 1].
 
     ``kind``: "logistic" (binary, labels 0/1), "softmax" or "rbf" (10 classes).
-    ``l1``: L1 weight decay; ``adv_eps`` > 0: FGSM adversarial training (eq. 6) with
+    ``l1``: L1 weight decay; ``weight_decay``: L2 decay of every parameter (Adam's, coupled);
+    ``adv_eps`` > 0: FGSM adversarial training (eq. 6) with
     weight ``clean_weight`` on the clean loss. ``data_tag`` names the training data in
     the cache key. Returns ``(model, meta)``; ``meta["metrics"]`` has the training history.
     """
     config = {"kind": kind, "in_features": x[0].numel(), "data": data_tag, "n": len(x),
-              "epochs": epochs, "lr": lr, "seed": seed, "l1": l1, "adv_eps": adv_eps,
+              "epochs": epochs, "lr": lr, "seed": seed, "l1": l1, "weight_decay": weight_decay, "adv_eps": adv_eps,
               "clean_weight": clean_weight, "beta0": beta0 if kind == "rbf" else None}
 
     def build(cfg):
@@ -144,7 +151,8 @@ def train_linear(kind: str, x: torch.Tensor, y: torch.Tensor, *, data_tag: str, 
 
     def fit(model, cfg):
         adversary = (lambda m, xb, yb: fgsm(m, xb, yb, cfg["adv_eps"])) if cfg["adv_eps"] > 0 else None
-        history = train(model, x, y, epochs=cfg["epochs"], lr=cfg["lr"], l1=cfg["l1"], adversary=adversary,
+        history = train(model, x, y, epochs=cfg["epochs"], lr=cfg["lr"], l1=cfg["l1"],
+                        weight_decay=cfg["weight_decay"], adversary=adversary,
                         clean_weight=cfg["clean_weight"], loss_fn=rbf_loss if kind == "rbf" else None,
                         seed=cfg["seed"], progress=progress, desc=f"{kind} ({data_tag})")
         return {k: history[k] for k in ("loss", "train_acc", "seconds")}
@@ -167,6 +175,16 @@ def rubbish_report(model: nn.Module, noise: torch.Tensor, threshold: float = 0.5
     wrong = top > threshold
     return ErrorReport(wrong.float().mean().item(), top.mean().item(),
                        top[wrong].mean().item() if wrong.any() else float("nan"))
+
+
+def weight_scale(model: nn.Module) -> float:
+    """How large a ten-class model's weights are: ‖W‖_F of a softmax regression, the mean of
+    ‖β_c‖₂ over the RBF units of an RBF network (whose confidence near FGSM examples falls with it)."""
+    if isinstance(model, RBFNetwork):
+        return model.beta.detach().norm(dim=1).mean().item()
+    if isinstance(model, SoftmaxRegression):
+        return model.linear.weight.detach().norm().item()
+    raise TypeError(f"model must be a SoftmaxRegression or an RBFNetwork, got {type(model).__name__}")
 
 
 def three_vs_seven(data):

@@ -4,7 +4,11 @@
 small real sets embedded in the repository's ``data/`` folder, after checking their
 SHA-256. With ``full=True`` the complete MNIST / Fashion-MNIST / CIFAR-10 come
 through torchvision; if that download fails, the embedded set is returned with one
-line saying so.
+line saying so. ``ADVCOURSE_OFFLINE=1`` skips the download attempt (straight to the
+embedded set, with the same line).
+
+The smoke profile (``advcourse.start("smoke")``, see :func:`set_smoke`) works offline and
+keeps only the first ``SMOKE_TRAIN`` training examples of every image set (the test sets stay whole).
 
 Images come as float32 tensors in [0, 1] of shape (N, C, H, W); labels as int64 (N,).
 The embedded image sets come in *class-interleaved* order (the first example of each
@@ -34,6 +38,11 @@ CHECKSUMS = {
 # How the embedded image sets are ordered (part of the model-cache key: a model trained on
 # a prefix of the data must not be reused after the order changes).
 DATA_ORDER = "class-interleaved"
+
+#: The training examples every image set keeps in the smoke profile (the test sets stay whole: chapters
+#: index into them, and evaluating is cheap next to training).
+SMOKE_TRAIN = 512
+_smoke = False  # set by set_smoke(), i.e. by advcourse.start()
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -79,6 +88,22 @@ def download_root() -> pathlib.Path:
     """Where torchvision downloads go: ``$ADVCOURSE_DOWNLOADS`` or ``~/.cache/advcourse/downloads``."""
     env = os.environ.get("ADVCOURSE_DOWNLOADS")
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "advcourse" / "downloads"
+
+
+def set_smoke(on: bool) -> None:
+    """Turn the smoke profile's data mode on or off (``advcourse.start`` does this).
+
+    On: no download is attempted (``full=True`` takes the embedded fallback, with its message) and
+    every image set keeps only its first ``SMOKE_TRAIN`` training examples — class-interleaved, so
+    stratified.
+    """
+    global _smoke
+    _smoke = bool(on)
+
+
+def offline() -> bool:
+    """True when downloads are off: in the smoke profile or with ``ADVCOURSE_OFFLINE=1``."""
+    return _smoke or os.environ.get("ADVCOURSE_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def sha256(path: pathlib.Path) -> str:
@@ -129,12 +154,22 @@ def _images(arrays: dict, classes: tuple) -> ImageData:
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # grey or colour (RGB last)
         return x[order].contiguous(), y[order]
 
-    return ImageData(*split(arrays["x_train"], arrays["y_train"]), *split(arrays["x_test"], arrays["y_test"]),
-                     classes, "embedded")
+    return _smoke_cut(ImageData(*split(arrays["x_train"], arrays["y_train"]),
+                                *split(arrays["x_test"], arrays["y_test"]), classes, "embedded"))
+
+
+def _smoke_cut(images: ImageData) -> ImageData:
+    """``images`` itself, or in the smoke profile with its first ``SMOKE_TRAIN`` training examples only."""
+    if not _smoke:
+        return images
+    return images._replace(x_train=images.x_train[:SMOKE_TRAIN].clone(),
+                           y_train=images.y_train[:SMOKE_TRAIN].clone())
 
 
 def _torchvision(dataset_cls, classes: tuple) -> ImageData:
     """Download a torchvision data set and return it as tensors."""
+    if offline():
+        raise ConnectionError("downloads are off (the smoke profile or ADVCOURSE_OFFLINE=1)")
     root = download_root()
     parts = []
     for train in (True, False):

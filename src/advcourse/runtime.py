@@ -3,18 +3,29 @@
 A chapter asks for ``profile="auto"``: ``"fast"`` on a CPU (the embedded data,
 small models, few epochs — what CI and the CPU-built book run) and ``"full"``
 on a GPU (full data sets, paper-scale settings). Both run the same code.
+
+``"smoke"`` runs the full profile's code on a CPU in seconds, for CI: ``run.full`` is
+True (the full recipes and branches, the data path of the full sets), but ``run.pick``
+caps epochs, steps and sample counts (``full.smoke()``; the models keep their full
+size where a CPU trains them in seconds, their depth and heads always), the data come
+from the embedded fallback without a download attempt (the training sets cut to
+``data.SMOKE_TRAIN`` examples), and trained models go to a throw-away cache folder,
+so that no smoke model is ever picked up by a real run.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import random
+import shutil
+import tempfile
 
 import numpy as np
 import torch
 
-PROFILES = ("fast", "full")
+PROFILES = ("fast", "full", "smoke")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -53,7 +64,7 @@ def resolve_profile(profile: str = "auto", device: torch.device | None = None) -
         device = device or get_device()
         return "full" if device.type == "cuda" else "fast"
     if profile not in PROFILES:
-        raise ValueError(f"profile must be 'auto', 'fast' or 'full', got {profile!r}")
+        raise ValueError(f"profile must be 'auto', 'fast', 'full' or 'smoke', got {profile!r}")
     return profile
 
 
@@ -81,7 +92,8 @@ class Run:
     """The settings of one chapter run: profile, seed, device and the stamp.
 
     ``run = start(profile, seed)`` in a chapter's setup cell; ``run.full`` picks
-    paper-scale settings, ``run.pick(fast=..., full=...)`` a per-profile value.
+    paper-scale settings (also in the smoke profile), ``run.pick(fast=..., full=...)`` a
+    per-profile value.
     """
 
     def __init__(self, profile: str, seed: int, device: torch.device):
@@ -90,11 +102,27 @@ class Run:
 
     @property
     def full(self) -> bool:
-        return self.profile == "full"
+        """True in the full profile and in the smoke profile (which runs the full code paths)."""
+        return self.profile in ("full", "smoke")
 
-    def pick(self, fast, full):
-        """The value for this run's profile."""
-        return full if self.full else fast
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    def pick(self, fast, full, smoke=None):
+        """The value for this run's profile.
+
+        In the smoke profile: ``smoke`` if given, else ``full.smoke()`` (a chapter's settings
+        capped to seconds of work), else the smaller of two numbers, else ``full``.
+        """
+        if not self.smoke:
+            return full if self.full else fast
+        if smoke is not None:
+            return smoke
+        if callable(getattr(full, "smoke", None)):
+            return full.smoke()
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (fast, full))
+        return min(fast, full) if numbers else full
 
     @property
     def stamp(self):
@@ -120,4 +148,33 @@ def start(profile: str = "auto", seed: int = 0, device: str | None = None,
             raise ValueError(f"cpu_threads must be a positive int, got {cpu_threads!r}")
         if dev.type == "cpu":
             torch.set_num_threads(cpu_threads)
-    return Run(resolve_profile(profile, dev), seed, dev)
+    resolved = resolve_profile(profile, dev)
+    _smoke_mode(resolved == "smoke")
+    return Run(resolved, seed, dev)
+
+
+_SMOKE_SAVED: dict = {}  # ADVCOURSE_CACHE before the smoke profile replaced it ("" if unset)
+
+
+def _smoke_mode(on: bool) -> None:
+    """Enter or leave the smoke profile's process-wide state (the latest ``start`` decides).
+
+    On: the data sets skip their download and shrink (:func:`advcourse.data.set_smoke`), and
+    ``ADVCOURSE_CACHE`` points at a new temporary folder, removed at exit — smoke models are
+    trained on a few hundred examples under the full profile's settings, so they must never
+    land where a full run looks. Off: both are restored.
+    """
+    from . import data
+
+    data.set_smoke(on)
+    if on and not _SMOKE_SAVED:
+        _SMOKE_SAVED["cache"] = os.environ.get("ADVCOURSE_CACHE", "")
+        folder = tempfile.mkdtemp(prefix="advcourse-smoke-models-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["ADVCOURSE_CACHE"] = folder
+    elif not on and _SMOKE_SAVED:
+        before = _SMOKE_SAVED.pop("cache")
+        if before:
+            os.environ["ADVCOURSE_CACHE"] = before
+        else:
+            os.environ.pop("ADVCOURSE_CACHE", None)

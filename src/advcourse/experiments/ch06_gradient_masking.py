@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,10 @@ class Settings:
     n_audit: int = 100
     steps: int = 10
     continual_epochs: int = 3
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs=1, at_epochs=1, n_audit=50, steps=3, continual_epochs=1)
 
 
 #: The CPU profile (the embedded MNIST).

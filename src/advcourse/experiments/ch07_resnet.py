@@ -22,7 +22,7 @@ full one; every model returns logits.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +85,11 @@ class Settings:
         return {"widths": self.widths, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay, "augment": self.augment,
                 "evals_per_epoch": self.evals_per_epoch, "n_curve": self.n_curve, "n_probe": self.n_probe}
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs=1, n_curve=100, n_probe=32, attack_steps=2, n_attack=50, adv_scales=(1, 2),
+                       adv_steps=1, adv_epochs=1)
 
 
 #: The CPU profile: the embedded Fashion-MNIST (12,000 / 2,000 images), ResNet-8 and -32 at a

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,13 @@ class Settings:
                                  d_ff=self.d_ff, n_enc_layers=self.layers, n_dec_layers=self.layers,
                                  dropout=self.dropout, max_len=self.max_len + 2, norm_first=self.norm_first,
                                  share_embeddings=True, tie_output=True)
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        # The base model's depth, heads, dropout and warm-up at width 64: at d = 512 greedy decoding alone
+        # takes minutes on one CPU thread.
+        return replace(self, d_model=64, d_ff=256, n_train=256, epochs=1, batch_size=64, n_test=64, n_attack=16,
+                       pgd_steps=3, n_subst=4, n_queries=100)
 
 
 #: The CPU profile: a 2 + 2-layer model of width 64 sorts up to 12 numbers.

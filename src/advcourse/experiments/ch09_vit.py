@@ -87,6 +87,12 @@ class Settings:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay, "shift": self.shift}
 
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        # The ViT-B/16 check (25 s on a CPU) runs in the test suite instead (tests/models/test_vit.py).
+        return replace(self, epochs=1, sizes=(100,), min_steps=5, pool_n=100, n_maps=32, n_attack=50,
+                       pgd_steps=3, vit_b16=False)
+
 
 #: The CPU profile (the embedded MNIST: 8,000 training and 2,000 test digits).
 FAST = Settings()

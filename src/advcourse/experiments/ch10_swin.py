@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import torch
@@ -88,6 +88,10 @@ class Settings:
         return small_swin_config(in_channels=1, embed_dim=self.embed_dim, num_heads=tuple(self.num_heads),
                                  depths=tuple(self.depths), window_size=self.window, patch_size=self.patch,
                                  drop_path=0.0)
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs=1, cnn_epochs=1, n_eval=100, pgd_steps=3, sides=(7, 14, 28), repeats=1)
 
 
 #: The CPU profile (the embedded MNIST: 8,000 training and 2,000 test digits).

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,15 @@ class Settings:
                          decoder_depth=self.decoder_depth, decoder_heads=self.decoder_heads,
                          decoder_mlp_dim=self.decoder_mlp_dim,
                          mask_ratio=self.mask_ratio if ratio is None else ratio, norm_pix_loss=norm_pix)
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        # CIFAR-10 and the encoder's and decoder's depths and heads, at widths a CPU trains in seconds
+        # (width 384 takes minutes per epoch here).
+        return replace(self, dim=48, mlp_dim=192, decoder_dim=24, decoder_mlp_dim=96, epochs=1, batch_size=64,
+                       n_labels=128, ft_steps=3, ft_batch=32, sweep_ratios=(0.25, 0.75), sweep_n=256,
+                       sweep_epochs=1, n_eval=32, interp_iters=10, n_attack=16, pgd_steps=2, n_purify=8,
+                       purify_steps=2, eot_samples=2)
 
 
 #: The CPU profile: the embedded MNIST (8,000 training and 2,000 test digits), a 4-block encoder of width 64.

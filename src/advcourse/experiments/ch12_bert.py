@@ -28,7 +28,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -100,6 +100,11 @@ class Settings:
         return BertConfig(vocab_size=self.vocab_size, hidden_size=self.dim, num_layers=self.layers,
                           num_heads=self.heads, intermediate_size=4 * self.dim, max_position=self.max_len,
                           dropout=0.0)  # a few hundred steps: nothing to regularise
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, n_train=300, n_test=100, head_epochs=2, pretrain_steps=5, finetune_epochs=1,
+                       n_attack=10, pgd_steps=2, batch=10)
 
 
 #: The CPU profile: about 2.5 minutes on two cores.

@@ -24,7 +24,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import torch
@@ -112,6 +112,13 @@ class Settings:
 
     def gan_config(self) -> GANConfig:
         return GANConfig(z_dim=self.z_dim, g_width=self.g_width, d_width=self.d_width)
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, toy_steps=50, toy_snapshots=(0, 25, 50), toy_panels=(0, 50), dstar_steps=20,
+                       sat_steps=(0, 5), gan_epochs=2, gan_snapshots=(1, 2), n_samples=200, judge_epochs=1,
+                       n_parzen=100, ring_steps=50, ring_checks=2, ring_helvetica_steps=20, n_attack=50,
+                       pgd_steps=3)
 
 
 #: The CPU profile (embedded MNIST: 8,000 training digits); the DCGAN trains about a minute.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -38,7 +38,8 @@ class Recipe:
     of adversarial training, ``clean_weight`` the α of the mixed objective (eq. 6);
     ``n_val`` training images are held out for early stopping. ``ensemble`` members,
     ``pgd_steps`` and ``n_attack`` (test digits for the iterative attacks) size the
-    remaining experiments; ``n_sweep`` test digits go through the ε sweep.
+    remaining experiments; ``n_sweep`` test digits go through the ε sweep. The full profile's
+    CIFAR-10 network trains ``cifar_epochs`` epochs.
     """
 
     unit: str = "maxout"
@@ -55,6 +56,7 @@ class Recipe:
     pgd_steps: int = 20
     n_attack: int = 1000
     n_sweep: int = 500
+    cifar_epochs: int = 30
 
     def config(self) -> dict:
         """The settings that determine a trained model (the cache key), as plain JSON types."""
@@ -62,6 +64,11 @@ class Recipe:
         cfg = {key: asdict(self)[key] for key in keys}
         cfg["hidden"] = list(cfg["hidden"])
         return cfg
+
+    def smoke(self) -> Recipe:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs=1, n_val=100, ensemble=2, pgd_steps=3, n_attack=100, n_sweep=100,
+                       cifar_epochs=1)
 
 
 #: The CPU profile: the embedded 8,000 training digits, a 240-240 maxout network, a few epochs.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,11 @@ class Settings:
     def lbfgs(self) -> dict:
         """Keyword arguments of :func:`minimal_adversarial` for the L-BFGS effort."""
         return {"search_steps": self.lbfgs_search_steps, "max_iter": self.lbfgs_max_iter}
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, epochs_fc10=1, epochs_fc=1, epochs_ae=1, subset_epochs=1, n_attack=16,
+                       lbfgs_search_steps=3, lbfgs_max_iter=10)
 
 
 #: The CPU profile (the embedded MNIST).

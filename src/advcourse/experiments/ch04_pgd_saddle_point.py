@@ -18,7 +18,7 @@ All images are (N, 1, 28, 28) in [0, 1]; every model returns logits.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,12 @@ class Settings:
     def recipe(self) -> dict:
         """The training settings every model of the chapter shares, as :func:`train_cnn` keywords."""
         return {"epochs": self.epochs, "steps": self.steps, "alpha": self.alpha}
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        return replace(self, scales=(1, self.scale), epochs=1, steps=2, n_eval=100, restarts=2,
+                       land_steps=5, land_restarts=20, n_curve=50, curve_steps=5, n_strong=30, strong_restarts=1,
+                       strong_steps=5, square_queries=50)
 
 
 #: The CPU profile (the embedded MNIST).

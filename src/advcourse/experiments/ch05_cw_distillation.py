@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -72,6 +72,14 @@ class Settings:
         ``data`` tag naming the training images."""
         return {"channels": list(self.channels), "hidden": self.hidden, "epochs": self.epochs, "lr": self.lr,
                 "batch_size": self.batch_size, "seed": seed, "data": data}
+
+    def smoke(self) -> Settings:
+        """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
+        # C&W at the fast profile's step size: ten steps of the full profile's 0.01 rarely succeed.
+        return replace(self, epochs=1, temperatures=(1, 100), n_defence=3, n_grid=3, n_sweep=5, n_cases=2,
+                       n_transfer=5, cw={**self.cw, "steps": 20, "lr": 0.1, "binary_search_steps": 2},
+                       cw_linf={**self.cw_linf, "steps": 10}, cw_l0={**self.cw_l0, "steps": 5},
+                       lbfgs=dict(search_steps=2, max_iter=5), kappas=(0, 20, 40))
 
 
 #: The CPU profile (the embedded MNIST).

@@ -65,7 +65,8 @@ class Settings:
 
     def smoke(self) -> Settings:
         """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
-        return replace(self, epochs_fc10=1, epochs_fc=1, epochs_ae=1, subset_epochs=1, n_attack=16,
+        # Small networks on 512 digits: enough epochs that they classify and L-BFGS finds minimal examples.
+        return replace(self, epochs_fc10=5, epochs_fc=10, epochs_ae=5, subset_epochs=5, n_attack=16,
                        lbfgs_search_steps=3, lbfgs_max_iter=10)
 
 

@@ -6,6 +6,8 @@ never typed; tables are rendered from the measured values as Markdown.
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Sequence
 
 
@@ -16,18 +18,100 @@ class _Text(str):
         return str(self)
 
 
+# Every value glued in this kernel, by name: what prose() renders in the Colab notebooks.
+GLUED: dict[str, object] = {}
+
+
 def glue(name: str, value, display: bool = False):
     """Record ``value`` under ``name`` for ``{glue:}`name``` in the chapter's prose.
 
-    Strings are glued without quotes. Outside a book build (e.g. in Colab without
-    myst-nb) the value is simply returned.
+    Strings are glued without quotes. The value is also kept in :data:`GLUED`, so that
+    :func:`prose` can show the kernel's own numbers in the Colab notebooks. Outside a book
+    build (e.g. in Colab without myst-nb) the value is simply recorded and returned.
     """
+    value_shown = _Text(value) if isinstance(value, str) else value
+    GLUED[name] = value_shown
     try:
         from myst_nb import glue as _glue
     except ImportError:
         return value
-    _glue(name, _Text(value) if isinstance(value, str) else value, display=display)
+    _glue(name, value_shown, display=display)
     return value
+
+
+# Glue roles as myst-nb reads them: {glue:}`name`, {glue:any}`name`, {glue:text}`name:format`, {glue:md}`name`.
+GLUE_ROLE = re.compile(r"\{glue:?(?P<kind>any|text|md)?\}`(?P<content>[^`]+)`")
+# The order in which myst-nb's HTML builder picks a glued value's MIME type.
+_INLINE_PRIORITY = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown", "text/latex",
+                    "text/plain")
+
+
+def format_plain_text(text: str, fmt_spec: str) -> str:
+    """``{glue:text}`name:fmt``` as myst-nb formats it: the literal value of ``text`` (quotes removed)
+    formatted with ``fmt_spec``, converted to int or float as its type character asks."""
+    try:
+        value = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        value = text
+    if fmt_spec == "":
+        return str(value)
+    type_char = fmt_spec[-1]
+    if type_char == "s":
+        value = str(value)
+    elif type_char in "bcdoxX":
+        value = int(value)
+    elif type_char in "eEfFgGn%":
+        value = float(value)
+    return format(value, fmt_spec)
+
+
+def _escape_markdown(text: str) -> str:
+    """Plain text inserted into Markdown, shown as typed (myst-nb inserts it as a text node)."""
+    text = re.sub(r"([\\`*_\[\]|$])", r"\\\1", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _pasted(kind: str | None, content: str) -> str:
+    """The Markdown that a glue role with ``content`` (``name`` or ``name:format``) shows."""
+    from IPython.core.formatters import format_display_data
+
+    name, fmt = content, None
+    if kind in ("text", "md") and ":" in content:
+        name, fmt = content.rsplit(":", 1)
+    if name not in GLUED:
+        raise LookupError(f"{{glue}}`{name}` has no value in this kernel yet: run the chapter's cells above "
+                          "this one first (from the top: Runtime → Run before)")
+    data, _ = format_display_data(GLUED[name])
+    if kind == "text":
+        return _escape_markdown(format_plain_text(data["text/plain"], "s" if fmt is None else fmt))
+    if kind == "md":
+        if "text/markdown" not in data:
+            raise ValueError(f"{{glue:md}}`{name}`: the value has no Markdown form")
+        return data["text/markdown"]
+    mime = next(m for m in _INLINE_PRIORITY if m in data)
+    if mime == "text/plain":
+        return _escape_markdown(data[mime])
+    if mime in ("image/png", "image/jpeg"):
+        return f'<img src="data:{mime};base64,{data[mime]}"/>'
+    return data[mime]
+
+
+def prose(markdown: str):
+    """``markdown`` with each glue role replaced by this kernel's value, as IPython Markdown.
+
+    The Colab notebooks show a chapter's prose that quotes measured numbers through this function,
+    so the numbers are those of the reader's own run. Raises LookupError if a glued name has not
+    been computed yet in this kernel.
+
+    Examples
+    --------
+    >>> _ = glue("doc_example", "12.3%")
+    >>> prose("accuracy {glue:}`doc_example`").data
+    'accuracy 12.3%'
+    """
+    from IPython.display import Markdown
+
+    return Markdown(GLUE_ROLE.sub(lambda m: _pasted(m["kind"], m["content"]), markdown))
 
 
 def show_source(obj) -> MarkdownCode:

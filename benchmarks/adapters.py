@@ -42,6 +42,7 @@ class Settings:
     df_steps: int = 50  # maximum DeepFool iterations
     df_overshoot: float = 0.02
     df_candidates: int = 10
+    aa_steps: int = 100  # iterations of APGD (and of AutoAttack's gradient attacks at the paper's budget)
     seed: int = 0
 
 
@@ -70,16 +71,18 @@ class Target:
     art: object
 
 
-def make_target(model: nn.Module, input_shape=(1, 28, 28), num_classes: int = 10) -> Target:
+def make_target(model: nn.Module, input_shape=(1, 28, 28), num_classes: int = 10, device="cpu") -> Target:
     counted = Counted(model).eval()
+    device = torch.device(device)
     art_classifier = PyTorchClassifier(model=counted, loss=nn.CrossEntropyLoss(), input_shape=input_shape,
-                                       nb_classes=num_classes, clip_values=(0.0, 1.0), device_type="cpu")
-    return Target(counted, fb.PyTorchModel(counted, bounds=(0.0, 1.0), device="cpu"), art_classifier)
+                                       nb_classes=num_classes, clip_values=(0.0, 1.0),
+                                       device_type="gpu" if device.type == "cuda" else "cpu")
+    return Target(counted, fb.PyTorchModel(counted, bounds=(0.0, 1.0), device=device), art_classifier)
 
 
 def _art(attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """ART works on numpy arrays; the conversions are part of its cost."""
-    return torch.from_numpy(attack.generate(x.numpy(), y.numpy()))
+    return torch.from_numpy(attack.generate(x.cpu().numpy(), y.cpu().numpy()))
 
 
 def _foolbox(attack, t: Target, x, y, eps) -> torch.Tensor:
@@ -162,4 +165,35 @@ def advcourse_strong(t: Target, x, y, s: Settings):
 
 
 def torchattacks_autoattack(t: Target, x, y, s: Settings):
+    # as shipped: its APGD, APGD-T and FAB-T run torchattacks' default of 10 iterations
     return ta.AutoAttack(t.torch, norm="Linf", eps=s.eps, version="standard", n_classes=10, seed=s.seed)(x, y)
+
+
+def torchattacks_autoattack100(t: Target, x, y, s: Settings):
+    """AutoAttack "standard" as the paper runs it, from torchattacks' own components: APGD-CE,
+    APGD-T (9 targets), FAB-T (9 targets) at 100 iterations each, then Square with 5,000 queries;
+    each on the images the previous ones left (``MultiAttack``), as ``ta.AutoAttack`` chains them."""
+    m, kw = t.torch, dict(norm="Linf", eps=s.eps, seed=s.seed, n_restarts=1)
+    return ta.MultiAttack([
+        ta.APGD(m, loss="ce", steps=s.aa_steps, **kw),
+        ta.APGDT(m, steps=s.aa_steps, n_classes=10, **kw),
+        ta.FAB(m, steps=s.aa_steps, multi_targeted=True, n_classes=10, **kw),
+        ta.Square(m, n_queries=5000, **kw),
+    ])(x, y)
+
+
+# --- APGD-CE vs PGD-CE with restarts (L-inf) ------------------------------------------------
+
+def advcourse_apgd(t: Target, x, y, s: Settings):
+    return ac.apgd(t.torch, x, y, eps=s.eps, steps=s.aa_steps, loss="ce",
+                   generator=torch.Generator().manual_seed(s.seed))
+
+
+def advcourse_pgd_restarts(t: Target, x, y, s: Settings):
+    """The same iterations per restart as APGD, 5 restarts, Madry et al.'s step 2.5 eps / steps."""
+    return ac.pgd(t.torch, x, y, eps=s.eps, steps=s.aa_steps, restarts=5, loss="ce", early_stop=True,
+                  generator=torch.Generator().manual_seed(s.seed))
+
+
+def torchattacks_apgd(t: Target, x, y, s: Settings):
+    return ta.APGD(t.torch, norm="Linf", eps=s.eps, steps=s.aa_steps, loss="ce", n_restarts=1, seed=s.seed)(x, y)

@@ -28,15 +28,23 @@ import torch
 import torch.nn.functional as F
 
 
+def sync(device) -> None:
+    """Wait for the GPU's queued work, so that a wall time covers it (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fwd_bwd_seconds(model, x: torch.Tensor, y: torch.Tensor, repeats: int = 7) -> float:
     """Median time of one forward + backward (input gradient of the CE loss) on the batch."""
     times = []
     for r in range(repeats + 2):  # two warm-ups
         xr = x.clone().requires_grad_(True)
+        sync(x.device)
         start = time.perf_counter()
         with torch.enable_grad():
             loss = F.cross_entropy(model(xr), y, reduction="sum")
             torch.autograd.grad(loss, xr)
+        sync(x.device)
         if r >= 2:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -47,6 +55,7 @@ def model_seconds(model, x: torch.Tensor, y: torch.Tensor, calls: list[tuple[int
     forward only, or forward + backward of the summed CE loss to the input."""
     n = len(x)
     batches = {rows: (x[torch.arange(rows) % n], y[torch.arange(rows) % n]) for rows, _ in calls}
+    sync(x.device)
     start = time.perf_counter()
     for rows, grad in calls:
         xb, yb = batches[rows]
@@ -57,6 +66,7 @@ def model_seconds(model, x: torch.Tensor, y: torch.Tensor, calls: list[tuple[int
         else:
             with torch.no_grad():
                 model(xb)
+    sync(x.device)
     return time.perf_counter() - start
 
 
@@ -88,9 +98,11 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
     outputs of the first repeat.  ``settings.seed`` seeds every random start."""
     seed_all(settings.seed)
     target.torch.rows, target.torch.calls = 0, []
+    sync(x.device)
     start = time.perf_counter()
     try:
         x_adv = adapter(target, x.clone(), y.clone(), settings)
+        sync(x.device)
     except Exception as err:  # a peer failing is a result, not a crash of the benchmark
         run.error = f"{type(err).__name__}: {err}"
         return
@@ -99,7 +111,7 @@ def timed_run(adapter, target, x, y, settings, run: Run) -> None:
     if run.x_adv is None:
         run.x_adv = x_adv
         run.rows = target.torch.rows
-    run.robust.append(float((_predict(target.torch.model, x_adv) == y).float().mean()))
+    run.robust.append(float((_predict(target.torch.model, x_adv) == y.cpu()).float().mean()))
 
 
 @dataclasses.dataclass
@@ -121,13 +133,16 @@ class Metrics:
 
 @torch.no_grad()
 def _predict(model, x, batch_size=1000):
-    return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)])
+    """Predicted labels on the CPU (the model evaluates on its own device)."""
+    device = next(model.parameters()).device
+    return torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(batch_size)])
 
 
 def summarise(model, x, y, runs: list[Run], *, eps: float | None, steps: int | None,
               fwd_bwd: float, model_only: dict | None = None) -> list[Metrics]:
     """Metrics of every library on one attack (``eps`` None: no eps-ball; ``steps`` None: no overhead;
     ``model_only``: library -> its model-only time, where it was measured)."""
+    x, y = x.cpu(), y.cpu()
     clean_ok = _predict(model, x) == y
     done = [r for r in runs if r.x_adv is not None]
     fooled = {r.library: clean_ok & (_predict(model, r.x_adv) != y) for r in done}
@@ -168,6 +183,7 @@ def _common(clean_ok, fooled: dict) -> torch.Tensor:
 
 def common_count(model, x, y, runs: list[Run]) -> int:
     """How many images are in the common set the median L2 is taken over."""
+    x, y = x.cpu(), y.cpu()
     clean_ok = _predict(model, x) == y
     return int(_common(clean_ok, {r.library: clean_ok & (_predict(model, r.x_adv) != y)
                                   for r in runs if r.x_adv is not None}).sum())

@@ -294,3 +294,60 @@ def test_cw_l2_returns_x_where_x_already_succeeds(linear_case):
     # targeted: an example already classified as its target is returned as it is
     x_t = A.cw_l2(model, x[:4], y[:4], targeted=True, c=1.0, steps=20, binary_search_steps=2)
     assert torch.equal(x_t, x[:4])
+
+
+class _Threshold(torch.nn.Module):
+    """Two logits [0, 4 (x_0 - b)] on (N, 3) inputs: class 1 iff feature 0 exceeds b; features 1, 2 are ignored."""
+
+    def __init__(self, b):
+        super().__init__()
+        self.b = b
+
+    def forward(self, x):
+        s = 4 * (x[:, 0] - self.b)
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
+def test_cw_l0_returns_x_where_x_already_succeeds_without_any_round(linear_case):
+    # Before: such an example ran one round per pixel (each finding x again and freezing one pixel),
+    # 64 rounds x 10 steps here, 784 x 10 on MNIST, and came back moved by the tanh round trip (3e-5).
+    model, x, y, _ = linear_case
+    x, y = x[:6], y[:6]
+    y_mixed = torch.where(torch.arange(6) % 2 == 0, (y + 1) % 5, y)
+    skip = y_mixed != y
+    counter = _RowCounter(model)
+    x_adv = A.cw_l0(counter, x[skip], y_mixed[skip], steps=10)
+    assert torch.equal(x_adv, x[skip]) and counter.rows == int(skip.sum())  # the clean forward pass only
+    mixed = A.cw_l0(model, x, y_mixed, steps=10, max_rounds=6)
+    assert torch.equal(mixed[skip], x[skip])
+    assert torch.allclose(mixed[~skip], A.cw_l0(model, x[~skip], y[~skip], steps=10, max_rounds=6), atol=1e-6)
+
+
+def test_cw_l0_stops_when_no_pixel_can_be_removed():
+    # Only feature 0 matters.  The rounds free features 1 and 2 (unchanged, so frozen first), then
+    # feature 0 itself; with no allowed feature left the attack stops and returns the last solution,
+    # which changes feature 0 alone.
+    x = torch.tensor([[0.3, 0.5, 0.5]], dtype=torch.float64)
+    y = torch.tensor([0])
+    counter = _RowCounter(_Threshold(0.4))
+    x_adv = A.cw_l0(counter, x, y, c=1.0, steps=100)  # c large enough: every round with feature 0 succeeds
+    assert (x_adv[:, 0] > 0.4).all() and torch.equal(x_adv[:, 1:], x[:, 1:])
+    assert counter.rows <= 1 + 3 * 100  # three rounds: one feature frozen per round, then none left
+    # A point the warm start already carries across the boundary (the tanh round trip moves 0.3 by 2e-7
+    # towards 0.5) changes no feature by 1e-4: nothing to remove, so it stops after one round
+    # (before: a round per feature, 31 forward passes instead of 11).
+    counter = _RowCounter(_Threshold(0.3 + 1e-7))
+    x_adv = A.cw_l0(counter, x, y, c=1.0, steps=100)
+    assert predict(counter.model, x_adv).item() == 1 and (x_adv - x).abs().max() < 1e-4
+    assert counter.rows == 1 + 10  # the clean pass, then one round that succeeds at once (checked every 10 steps)
+
+
+def test_cw_l2_with_zero_steps_returns_x_after_one_forward_pass(linear_case):
+    # steps=0 is allowed (documented): no Adam step is taken, so no round can succeed and x comes back
+    # exactly; the model is evaluated once (the clean check), not once per binary-search round.
+    model, x, y, _ = linear_case
+    counter = _RowCounter(model)
+    x_adv = A.cw_l2(counter, x, y, steps=0, binary_search_steps=5)
+    assert torch.equal(x_adv, x) and counter.rows == len(x)
+    with pytest.raises(ValueError, match="steps"):
+        A.cw_l2(model, x, y, steps=-1)

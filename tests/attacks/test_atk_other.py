@@ -85,6 +85,31 @@ def test_square_validation(mlp, data):
         A.square(mlp, x, y, 0.1, p_init=2.0)
 
 
+def test_square_query_budget_edges():
+    # n_queries counts the initialisation, so 0 queries has no schedule and no attack: a clear error
+    # (not a ZeroDivisionError from the schedule); 1 query is the initialisation alone.
+    model = make_mlp(2)
+    x = images(8, seed=5, shape=(1, 8, 8))
+    y = predict(model, x)
+    with pytest.raises(ValueError, match="n_queries"):
+        A.square(model, x, y, 0.1, n_queries=0)
+    with pytest.raises(ValueError, match="n_queries"):
+        A.square_p_schedule(0.05, 0, 0)
+    with pytest.raises(ValueError, match="it"):
+        A.square_p_schedule(0.05, -1, 100)
+    x1 = A.square(model, x, y, 0.1, n_queries=1, generator=torch.Generator().manual_seed(0))
+    d = x1 - x
+    kept = (d == 0).flatten(1).all(1)
+    inner = (x > 0.1 + 1e-6) & (x < 0.9 - 1e-6)  # where the clip to [0, 1] does not act
+    assert torch.allclose(d.abs()[inner & ~kept.view(-1, 1, 1, 1)], torch.tensor(0.1), atol=1e-6)
+    sgn = torch.where(inner, d.sign(), 0.0)
+    assert not ((sgn > 0).any(2) & (sgn < 0).any(2)).any()  # one sign per column: vertical stripes
+    with torch.no_grad():
+        m0 = model(x).gather(1, y[:, None]).squeeze(1) - model(x).scatter(1, y[:, None], -1e9).amax(1)
+        m1 = model(x1).gather(1, y[:, None]).squeeze(1) - model(x1).scatter(1, y[:, None], -1e9).amax(1)
+    assert (m1 <= m0).all()  # the better of the two points is kept
+
+
 # ---------------------------------------------------------- transfer, rubbish
 def test_transfer_between_models():
     sur, tgt = make_mlp(1), make_mlp(1)  # identical weights -> transfer is perfect

@@ -514,7 +514,9 @@ def cw_l0(
     at least one, at most ``ceil(0.3 * sqrt(#changed pixels))``, stopping after the
     first one with ``|g_i| * |delta_i| > 0.01`` (as in the authors' code).  When a
     round fails (c would exceed ``largest_c``) the last successful x' is returned
-    (x if none).  Batched: all bookkeeping is per example.
+    (x if none).  An example stops when no allowed pixel is left or its solution
+    changes no pixel (by 1e-4 or more); one that ``x`` already solves is returned
+    as ``x`` without any round.  Batched: all bookkeeping is per example.
 
     Args:
         model: classifier returning logits (N, K); evaluated in eval mode, its
@@ -567,12 +569,15 @@ def cw_l0(
     max_rounds = check_positive_int(max_rounds, "max_rounds")
     with eval_mode(model):
         with torch.no_grad():
-            check_logits(model(x), y)
+            logits0 = model(x)
+        check_logits(logits0, y)
         const = torch.full((n,), c, device=x.device, dtype=x.dtype)
         valid = torch.ones(n, n_pix, dtype=torch.bool, device=x.device)
         prev = x.clone()  # warm start / last successful solution
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
-        todo = torch.ones(n, dtype=torch.bool, device=x.device)
+        # an example x already solves changes no pixel: it is returned as x and not optimised (each round would
+        # find x again, change no pixel and freeze one, #pixels rounds for nothing)
+        todo = ~_succ(logits0, y, targeted)
         for _ in range(max_rounds):
             idx = todo.nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -625,6 +630,7 @@ def cw_l0(
                 freeze &= worked[:, None]
                 v = v & ~freeze
                 valid.index_copy_(0, idx, v)
-                finished = give_up | (worked & (v.sum(1) == 0))
+                # done when no pixel is left to free, or when the solution changes no pixel: no pixel can be removed
+                finished = give_up | (worked & ((v.sum(1) == 0) | (changed.sum(1) == 0)))
                 todo.index_copy_(0, idx, ~finished)
         return torch.where(bview(found, x), prev, x).clamp(0.0, 1.0)

@@ -33,7 +33,9 @@ def square_p_schedule(p_init: float, it: int, n_queries: int) -> float:
         ``p_init / 2**k`` with k in 0..9 given by the rescaled iteration.
 
     Raises:
-        ZeroDivisionError: ``n_queries == 0`` (no argument is validated).
+        TypeError: ``it`` or ``n_queries`` is not an int.
+        ValueError: ``it < 0`` or ``n_queries < 1`` (no budget, no schedule; :func:`square`
+            refuses ``n_queries=0`` too).
 
     Examples:
         >>> from advcourse.attacks import square_p_schedule
@@ -44,6 +46,8 @@ def square_p_schedule(p_init: float, it: int, n_queries: int) -> float:
         >>> square_p_schedule(0.8, 999, 1000) == 0.8 / 512
         True
     """
+    it = check_positive_int(it, "it", allow_zero=True)
+    n_queries = check_positive_int(n_queries, "n_queries")
     i = int(it / n_queries * 10000)
     for k, bound in enumerate((10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)):
         if i <= bound:
@@ -93,7 +97,8 @@ def square(
         y: labels (N,) int in [0, K); target labels if ``targeted``.
         eps: L-inf radius >= 0 (in [0, 1] pixel units); ``eps=0`` returns a copy of ``x``.
         n_queries: query budget per example, int >= 1 (default 1000; the
-            initialisation is one, the clean forward pass is not counted).
+            initialisation is one, the clean forward pass is not counted, so
+            ``n_queries=1`` returns the better of x and the initial stripes).
         p_init: initial fraction of pixels in a square, in (0, 1] (default 0.05).
         targeted: reach the class ``y`` instead of leaving it. Default False.
         generator: ``torch.Generator`` for reproducibility (None: the global RNG).

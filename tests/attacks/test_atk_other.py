@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -199,6 +200,58 @@ def test_transfer_matrix_and_strong_evaluation():
         A.strong_evaluation(model, x, y, eps=0.03, components=["fab"])
     with pytest.raises(ValueError, match="components"):
         A.strong_evaluation(model, x, y, eps=0.03, components="apgd_ce")
+
+
+def _perturbed_copy(model, seed, scale=0.2):
+    """A copy of ``model`` with every weight moved by ``scale`` of its layer's mean size: a related model."""
+    other = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return other
+
+
+def test_transfer_matrix_values_equal_a_direct_computation():
+    # float64 models, so FGSM in chunks of 10 equals FGSM on the whole batch; three related models, so the
+    # entries are neither 0 nor 1 and differ between rows and columns
+    a = make_mlp(1).double()
+    models = {"a": a, "b": _perturbed_copy(a, 1), "c": _perturbed_copy(a, 2)}
+    x = images(24, seed=9, dtype=torch.float64)
+    y = predict(a, x)
+    M = A.transfer_matrix(models, x, y, A.fgsm, eps=0.3, batch_size=10)
+    direct = torch.tensor([[(predict(dst, A.fgsm(src, x, y, eps=0.3)) == y).double().mean().item()
+                            for dst in models.values()] for src in models.values()], dtype=torch.float64)
+    torch.testing.assert_close(M, direct, atol=1e-6, rtol=0)  # entries are multiples of 1/24
+    assert len(set(M.flatten().tolist())) >= 4 and 0 < M.min() and M.max() < 1
+    assert torch.equal(A.transfer_matrix(list(models.values()), x, y, A.fgsm, eps=0.3), M)  # list == dict
+
+
+def test_transfer_matrix_validation():
+    a, b = make_mlp(1), make_mlp(2)
+    x = images(6, seed=1)
+    y = predict(a, x)
+    with pytest.raises(ValueError, match="models"):
+        A.transfer_matrix([], x, y, A.fgsm, eps=0.1)
+    with pytest.raises(ValueError, match="models"):
+        A.transfer_matrix({}, x, y, A.fgsm, eps=0.1)
+    with pytest.raises(TypeError, match=r"models\['b'\]"):
+        A.transfer_matrix({"a": a, "b": "not a model"}, x, y, A.fgsm, eps=0.1)
+    with pytest.raises(ValueError, match="y"):
+        A.transfer_matrix([a, b], x, y[:4], A.fgsm, eps=0.1)  # one label per example
+    with pytest.raises(ValueError, match="x"):
+        A.transfer_matrix([a, b], x * 3, y, A.fgsm, eps=0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        A.transfer_matrix([a, b], x, y, A.fgsm, eps=0.1, batch_size=0)
+    with pytest.raises(TypeError, match="attack"):
+        A.transfer_matrix([a, b], x, y, "fgsm")
+    with pytest.raises(ValueError, match=r"attack .* shape.*models\[0\]"):
+        A.transfer_matrix([a, b], x, y, lambda m, xx, yy: xx.flatten(1))
+    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with pytest.raises(ValueError, match=r"models\[1\] returns only 3 logits"):
+        A.transfer_matrix([a, three], x, torch.full_like(y, 7), A.fgsm, eps=0.1)
+    empty = A.transfer_matrix([a, b], x[:0], y[:0], A.fgsm, eps=0.1)
+    assert empty.shape == (2, 2) and empty.isnan().all()
 
 
 def test_evaluation_warns_on_probabilities():

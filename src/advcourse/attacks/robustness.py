@@ -352,7 +352,8 @@ def transfer_matrix(
 
     The diagonal is the white-box robust accuracy; off-diagonal entries measure
     transfer (Szegedy et al. 2014 section 4.2, Papernot et al. 2017).  ``models`` may be
-    a list or a dict (rows/columns follow its order).  Returns a float64 CPU tensor (M, M).
+    a list or a dict (rows/columns follow its order).  Returns a float64 CPU tensor (M, M)
+    (nan entries for an empty ``x``, as :func:`robust_accuracy` returns).
     The attack runs on every example (also those model i misclassifies when clean).
 
     Args:
@@ -367,9 +368,11 @@ def transfer_matrix(
         Float64 CPU tensor (M, M) of accuracies in [0, 1].
 
     Raises:
-        ValueError: ``models`` is empty, or ``x``/``y`` are invalid (checked against the
-            first model, as in :func:`robust_mask`).
-        TypeError: the first model is not an ``nn.Module`` or ``x``/``y`` have the wrong dtype.
+        ValueError: ``models`` is empty, ``x``/``y`` are invalid (``y`` must have one label per
+            example of ``x``), ``batch_size < 1``, ``attack`` returns a tensor of another shape
+            than ``x``, or a model returns fewer logits than ``y`` needs.
+        TypeError: a model is not an ``nn.Module``, ``attack`` is not callable, or ``x``/``y``
+            have the wrong dtype.
 
     Examples:
         >>> import torch
@@ -385,12 +388,28 @@ def transfer_matrix(
     mods = list(models.values()) if isinstance(models, Mapping) else list(models)
     if not mods:
         raise ValueError("models must contain at least one model")
+    names = [f"models[{k!r}]" for k in models] if isinstance(models, Mapping) else [
+        f"models[{k}]" for k in range(len(mods))]
+    for name, m in zip(names, mods):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"{name} must be a torch.nn.Module, got {type(m).__name__}")
+    if not callable(attack):
+        raise TypeError("attack must be a callable attack(model, x, y, **kw)")
     y = check_inputs(mods[0], x, y)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    for name, m in zip(names, mods):  # one example through each model: a shared label space, before any attack
+        k = logits(m, x[:1]).shape[1] if len(y) else 0
+        if len(y) and int(y.max()) >= k:
+            raise ValueError(f"y holds labels up to {int(y.max())} but {name} returns only {k} logits")
     out = torch.empty(len(mods), len(mods), dtype=torch.float64)
     for i, src in enumerate(mods):
         x_adv = _attack_batched(src, x, y, attack, batch_size, **kw)
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            got = tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__
+            raise ValueError(f"attack must return x_adv of the shape of x, {tuple(x.shape)}; got {got} on {names[i]}")
         for j, dst in enumerate(mods):
-            out[i, j] = float((_predict(dst, x_adv, batch_size) == y).float().mean())
+            acc = (_predict(dst, x_adv, batch_size) == y).float().mean()
+            out[i, j] = float(acc) if len(y) else float("nan")
     return out
 
 

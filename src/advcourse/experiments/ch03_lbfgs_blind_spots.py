@@ -356,6 +356,30 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator | Non
     return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
 
+def gaussian_at_distortion(x: torch.Tensor, target, generator: torch.Generator | None = None,
+                           rounds: int = 30) -> torch.Tensor:
+    """Gaussian noise scaled, image by image, so that after clipping to [0, 1] its distortion
+    sqrt(Σ r_i² / n) equals ``target``: noise and adversarial examples compared at *equal* size.
+
+    ``target`` is one distortion (a float) or one per image ((N,) tensor, e.g. the distortions
+    of a set of adversarial examples). Clipping removes much of the noise on MNIST's black
+    background (a pixel at 0 keeps only the positive half), so x + N(0, σ²) has a distortion well
+    below σ; the scale is found by bisection (``rounds`` halvings), the clipped distortion
+    growing with it. Targets must lie in [0, 0.5) so that every image can reach them.
+    """
+    target = torch.as_tensor(target, dtype=x.dtype).expand(len(x))
+    if target.min() < 0 or target.max() >= 0.5:
+        raise ValueError(f"target must be in [0, 0.5), got values in [{target.min():g}, {target.max():g}]")
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    lo, hi = torch.zeros(len(x), dtype=x.dtype), torch.full((len(x),), 50.0, dtype=x.dtype)
+    for _ in range(rounds):
+        mid = (lo + hi) / 2
+        too_big = distortion(x, (x + mid.view(shape) * noise).clamp(0, 1), "rms") > target
+        hi, lo = torch.where(too_big, mid, hi), torch.where(too_big, lo, mid)
+    return (x + lo.view(shape) * noise).clamp(0, 1)
+
+
 def random_like(r: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A Gaussian random direction for each example of ``r`` (N, …), scaled to the same L2 norm."""
     v = torch.randn(r.shape, generator=generator, dtype=r.dtype)

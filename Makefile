@@ -51,3 +51,8 @@ benchmark: $(VENV)/.installed
 
 clean:
 	rm -rf _build .cache .pytest_cache
+
+## make smoke: every chapter's full-profile (GPU) code path run on the CPU with its work capped (CI runs it too)
+.PHONY: smoke
+smoke: $(VENV)/.installed
+	$(PY) -m pytest tests/test_smoke.py tests/test_device_hygiene.py -q

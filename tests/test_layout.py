@@ -9,7 +9,8 @@ package root for ``__version__``):
 3. ``attacks`` (attacks, robustness evaluation, the gradient-masking audit);
 4. ``cache`` and ``train`` (load-or-train, the one training loop);
 5. ``defenses`` (adversarial training, distillation, masked models);
-6. ``experiments`` (one module per chapter) and ``exercises`` (one checker module per chapter).
+6. ``experiments`` (one module per chapter) and ``exercises`` (one checker module per chapter);
+7. ``grade`` (``advcourse grade``: executes students' notebooks and runs the exercise checkers).
 
 Experiment modules never import one another: what two chapters share moves down a layer.
 """
@@ -21,7 +22,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "advcourse"
 LAYERS = [("data", "stamp", "report", "plot"), ("runtime",), ("evaluate", "models"), ("attacks",),
-          ("cache", "train"), ("defenses",), ("experiments", "exercises")]
+          ("cache", "train"), ("defenses",), ("experiments", "exercises"), ("grade",)]
 LAYER = {unit: k for k, units in enumerate(LAYERS) for unit in units}
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
 

@@ -110,9 +110,11 @@ def strip_solutions(nb) -> int:
 
 
 def staged_toc(names: list[str] | None = None) -> dict:
-    """The table of contents the build renders: ``_toc.yml`` plus the generated Runtime page and, for a
-    preview, only the chapters ``names`` (one not in the table yet, a draft, goes into a "Drafts" part)."""
+    """The table of contents the build renders: ``_toc.yml`` plus the generated exercise index and Runtime
+    page and, for a preview, only the chapters ``names`` (one not in the table yet, a draft, goes into a
+    "Drafts" part)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc["parts"][-1]["chapters"].append({"file": "book/exercises"})  # written by the build: write_exercise_index
     toc["parts"][-1]["chapters"].append({"file": "book/runtime"})  # written by the build: write_runtime_page
     if names is None:
         return toc
@@ -175,6 +177,36 @@ time and memory of the run that produced it.
 | all chapters | {total:.0f} s | | |
 """
     put(stage / "book" / "runtime.md", text)
+
+
+def exercise_index(names: list[str]) -> str:
+    """book/exercises.md: every exercise of the chapters ``names`` in one table (chapter, exercise with
+    its number and a link, kind of work, estimated time, checked automatically or not)."""
+    from advcourse.grade import chapter_exercises
+
+    rows, minutes, checked, count = [], 0, 0, 0
+    for name in names:
+        for ex in chapter_exercises((ROOT / f"{name}.md").read_text(), pathlib.Path(name).name):
+            count += 1
+            checked += ex.checked
+            minutes += ex.minutes or 0
+            number = chapter_title(name).split(".")[0]  # "1. The linear explanation …" -> "1"
+            rows.append(f"| {{doc}}`{number} <../{name}>` | {{ref}}`{ex.label}`: {ex.title} | {ex.kind} | "
+                        f"{f'{ex.minutes} min' if ex.minutes else '—'} | {'yes' if ex.checked else 'no'} |")
+    total = f"{minutes / 60:.0f} hours" if minutes >= 120 else f"{minutes} minutes"
+    return f"""# Exercise index
+
+Every exercise of the book: {count} in all, {checked} of them checked automatically, about {total} of
+work by the estimates below (the authors' guesses for a student who has read the chapter). An exercise
+*checked automatically* has a checker in `advcourse.exercises` that takes the function the student writes;
+`advcourse grade` runs it on submitted notebooks (see the README, "Grading a class"). The kind of work is a
+derivation on paper, an implementation (the checked ones), an experiment on the chapter's models, or a
+discussion.
+
+| chapter | exercise | kind | time | checked automatically |
+|---|---|---|---:|---|
+{chr(10).join(rows)}
+"""
 
 
 # Appended to each notebook before execution and removed after: the kernel reports its peak memory.
@@ -359,6 +391,7 @@ def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
     student.mkdir(parents=True, exist_ok=True)
     stage_front_matter(student, "student", yaml.safe_load((stage / "_toc.yml").read_text()))
     put(student / "book" / "runtime.md", (stage / "book" / "runtime.md").read_bytes())
+    put(student / "book" / "exercises.md", (stage / "book" / "exercises.md").read_bytes())
     for stale in (student / "chapters").glob("*.ipynb"):
         if not (stage / "chapters" / stale.name).exists():
             stale.unlink()
@@ -420,6 +453,7 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
          "peak_mb": {n: r["peak_mb"] for n, r in runs.items()},
          "reused": [n for n, r in runs.items() if r["reused"]]}, indent=2))
     write_runtime_page(stage, runs, profile, seed)
+    put(stage / "book" / "exercises.md", exercise_index(names))
     for edition in editions:
         # A preview's references to chapters it leaves out cannot resolve: there they are only warnings.
         if edition == "full":

@@ -52,6 +52,11 @@ benchmark: $(VENV)/.installed
 clean:
 	rm -rf _build .cache .pytest_cache
 
+## make nbval: every chapter's Colab notebook run twice as in Colab (set-up cell against a local clone), outputs compared by nbval
+.PHONY: nbval
+nbval: $(VENV)/.installed
+	ADVCOURSE_NBVAL=all $(PY) -m pytest tests/test_notebooks.py -k nbval -q
+
 ## make smoke: every chapter's full-profile (GPU) code path run on the CPU with its work capped (CI runs it too)
 .PHONY: smoke
 smoke: $(VENV)/.installed

@@ -26,11 +26,13 @@ def glue(name: str, value, display: bool = False):
     """Record ``value`` under ``name`` for ``{glue:}`name``` in the chapter's prose.
 
     Strings are glued without quotes. The value is also kept in :data:`GLUED`, so that
-    :func:`prose` can show the kernel's own numbers in the Colab notebooks. Outside a book
-    build (e.g. in Colab without myst-nb) the value is simply recorded and returned.
+    :func:`prose` can show the kernel's own numbers in the Colab notebooks (and text shown
+    before the value existed is updated). Outside a book build (e.g. in Colab without
+    myst-nb) the value is simply recorded and returned.
     """
     value_shown = _Text(value) if isinstance(value, str) else value
     GLUED[name] = value_shown
+    _update_waiting_prose(name)
     try:
         from myst_nb import glue as _glue
     except ImportError:
@@ -79,8 +81,7 @@ def _pasted(kind: str | None, content: str) -> str:
     if kind in ("text", "md") and ":" in content:
         name, fmt = content.rsplit(":", 1)
     if name not in GLUED:
-        raise LookupError(f"{{glue}}`{name}` has no value in this kernel yet: run the chapter's cells above "
-                          "this one first (from the top: Runtime → Run before)")
+        return NOT_YET
     data, _ = format_display_data(GLUED[name])
     if kind == "text":
         return _escape_markdown(format_plain_text(data["text/plain"], "s" if fmt is None else fmt))
@@ -96,22 +97,49 @@ def _pasted(kind: str | None, content: str) -> str:
     return data[mime]
 
 
+# Shown for a value the chapter computes further down; the text is updated when it is glued.
+NOT_YET = "*(computed by a cell below)*"
+# Prose displayed before all its values existed: display id -> its Markdown.
+_WAITING: dict[str, str] = {}
+
+
+def _rendered(markdown: str) -> str:
+    return GLUE_ROLE.sub(lambda m: _pasted(m["kind"], m["content"]), markdown)
+
+
+def _update_waiting_prose(name: str) -> None:
+    for display_id, markdown in list(_WAITING.items()):
+        if any(m["content"].split(":")[0] == name for m in GLUE_ROLE.finditer(markdown)):
+            from IPython.display import Markdown, update_display
+
+            # the metadata marks text completed after it was shown (tests/test_notebooks.py reads it)
+            update_display(Markdown(_rendered(markdown)), display_id=display_id,
+                           metadata={"advcourse": {"completed_later": True}})
+            if not any(m["content"].split(":")[0] not in GLUED for m in GLUE_ROLE.finditer(markdown)):
+                del _WAITING[display_id]
+
+
 def prose(markdown: str):
-    """``markdown`` with each glue role replaced by this kernel's value, as IPython Markdown.
+    """Display ``markdown`` with each glue role replaced by this kernel's value.
 
     The Colab notebooks show a chapter's prose that quotes measured numbers through this function,
-    so the numbers are those of the reader's own run. Raises LookupError if a glued name has not
-    been computed yet in this kernel.
+    so the numbers are those of the reader's own run. A value not computed yet shows as
+    :data:`NOT_YET`, and the text is updated in place when :func:`glue` records it.
 
     Examples
     --------
     >>> _ = glue("doc_example", "12.3%")
-    >>> prose("accuracy {glue:}`doc_example`").data
+    >>> _rendered("accuracy {glue:}`doc_example`")
     'accuracy 12.3%'
     """
-    from IPython.display import Markdown
+    import uuid
 
-    return Markdown(GLUE_ROLE.sub(lambda m: _pasted(m["kind"], m["content"]), markdown))
+    from IPython.display import Markdown, display
+
+    display_id = uuid.uuid4().hex
+    if any(m["content"].split(":")[0] not in GLUED for m in GLUE_ROLE.finditer(markdown)):
+        _WAITING[display_id] = markdown
+    display(Markdown(_rendered(markdown)), display_id=display_id)
 
 
 def show_source(obj) -> MarkdownCode:

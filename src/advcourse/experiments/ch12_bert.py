@@ -103,7 +103,7 @@ class Settings:
 
     def smoke(self) -> Settings:
         """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
-        return replace(self, n_train=300, n_test=100, head_epochs=2, pretrain_steps=5, finetune_epochs=1,
+        return replace(self, n_train=300, n_test=100, head_epochs=2, pretrain_steps=5, batch_size=32, finetune_epochs=1,
                        n_attack=10, pgd_steps=2, batch=10)
 
 

@@ -31,19 +31,29 @@ def lbfgs(
         minimise  c * |r| + loss_f(x + r, l)   subject to  x + r in [0, 1]
 
     solved with box-constrained L-BFGS, plus a line search over c.  We use
-    ``|r| = ||r||_2^2`` (smooth at r = 0, where L-BFGS starts; same minimisers
-    along the path of c) and ``loss_f`` = cross-entropy of the target ``l``.
-    The problems of the N examples are separable, so they are solved jointly as
-    one flat vector by ``scipy.optimize.minimize(method="L-BFGS-B", bounds=[0,1])``
-    with a per-example c -- the joint minimiser is exactly the per-example one.
+    ``|r| = ||r||_2^2`` (smooth at r = 0, where L-BFGS starts; like the paper's
+    penalty it trades distortion against the loss as c varies, though a given c
+    does not give the same minimiser under both) and ``loss_f`` = cross-entropy of
+    the target ``l``.  The N examples' problems are separable, so they are solved
+    as one flat vector by ``scipy.optimize.minimize(method="L-BFGS-B", bounds=[0,1])``
+    with a per-example c: the joint problem has the same minimisers as the N
+    separate ones, but the solver's iterates do not: its line searches, curvature
+    pairs and stopping test (on the summed objective) are shared, so after
+    ``max_iter`` iterations an example's point depends on the rest of the batch
+    (by up to 0.5 in a pixel on a small MLP with ``max_iter=10``; with 500 it still
+    decided whether one of 6 examples succeeded).  Run examples
+    one at a time where that matters.  Given the batch, the result is deterministic.
 
     Line search over c (per example): a larger c penalises distortion more.
     The paper asks for the extreme c whose minimiser still satisfies
-    ``f(x + r) = l`` -- i.e. the *largest* such c with the penalty written as
-    above -- which gives the minimal distortion.  We bracket it geometrically
-    (x10 while successful, /10 while failing) and then bisect in log-space for
-    ``search_steps`` rounds in total; the smallest-L2 successful point is
-    returned (x itself where no c succeeded).
+    ``f(x + r) = l`` -- with the penalty written as above, the *largest* such c,
+    the least distorted solution when the solver finds the minimisers.  We
+    bracket it geometrically (x10 while successful, /10 while failing) and then
+    bisect in log-space, for ``search_steps`` solves in total.  Success is checked
+    with the model on the point actually returned (in the dtype of x); the
+    successful point with the smallest L2 distortion over the solves is returned
+    (x itself where no c succeeded).  L-BFGS-B finds a local solution, so neither
+    the minimal distortion nor success is guaranteed.
 
     Args:
         model: classifier returning logits (N, K); evaluated in eval mode, its

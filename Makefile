@@ -11,7 +11,7 @@ SEED ?= 0
 # unchanged since the last build is reused from _build/exec-cache (a prose edit rebuilds in seconds).
 BUILD_FLAGS = --out _build --profile $(PROFILE) --seed $(SEED) $(if $(FORCE),--force)
 
-.PHONY: book book-student test chapter sync benchmark clean
+.PHONY: book book-student test chapter sync benchmark clean test-deep
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ sync: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps -r benchmarks/requirements.txt
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+## make test-deep: the attack property tests with hundreds of random examples each (DEEP=n sets the count)
+test-deep: $(VENV)/.installed
+	ADVCOURSE_DEEP=$(or $(DEEP),1) $(PY) -m pytest tests/attacks/test_atk_properties.py -q
 
 clean:
 	rm -rf _build .cache .pytest_cache

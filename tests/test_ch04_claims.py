@@ -1,9 +1,14 @@
 """Chapter 4's claims, on the fast profile's data and training settings (shared model cache)."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
+from advcourse import checkpoint
 from advcourse.attacks import fgsm, pgd, robust_accuracy, strong_evaluation
+from advcourse.data import ChecksumError
 from advcourse.evaluate import accuracy
 from advcourse.exercises.ch04 import check_pgd_step
 from advcourse.experiments import ch04_pgd_saddle_point as sp
@@ -25,9 +30,10 @@ def test_set(mnist):
 
 @pytest.fixture(scope="module")
 def models(mnist):
-    """The width-×4 networks of the chapter: standard, PGD-trained (with metadata), its copy, FGSM-trained."""
-    standard = sp.train_cnn(mnist, scale=SCALE, method="standard", **RECIPE)[0]
-    robust, meta = sp.train_cnn(mnist, scale=SCALE, method="pgd", **RECIPE)
+    """The width-×4 networks of the chapter: standard, PGD-trained (the shipped checkpoint, with its metadata),
+    a copy trained by the short recipe, FGSM-trained."""
+    standard = sp.train_cnn(mnist, scale=SCALE, method="standard", **{**RECIPE, "epochs": S.standard_epochs})[0]
+    robust, meta = sp.load_checkpoint()
     copy = sp.train_cnn(mnist, scale=SCALE, method="pgd", **{**RECIPE, "seed": 1})[0]
     fgsm_model = sp.train_cnn(mnist, scale=SCALE, method="fgsm", **RECIPE)[0]
     return {"standard": standard, "pgd": robust, "meta": meta, "copy": copy, "fgsm": fgsm_model}
@@ -54,22 +60,21 @@ def test_pgd_paths_stay_feasible_and_rise(models, test_set):
     assert (paths[:, :, -1].median(1).values > paths[:, :, 0].median(1).values).all()
 
 
-def test_inner_maxima_are_concentrated_and_lower_after_pgd_training(mnist, models):
-    # the chapter's five digits (the first test digits: one each of 0-4); on other digits of the
-    # standard network the runs can split between two maxima of different heights
-    x, y = mnist.x_test[:5], mnist.y_test[:5]
-    kw = dict(eps=EPS, alpha=0.0375, steps=20, restarts=100, generator=g())
+def test_inner_maxima_are_concentrated_and_lower_after_pgd_training(models, test_set):
+    # the chapter's five digits and its criterion for "concentrated"; on other digits of the standard
+    # network the runs can split between two maxima of different heights
+    x, y = test_set[0][:5], test_set[1][:5]
+    kw = dict(eps=EPS, alpha=2.5 * EPS / S.land_steps, steps=S.land_steps, restarts=S.land_restarts, generator=g())
     final = {k: sp.pgd_paths(models[k], x, y, **kw)[:, :, -1] for k in ("standard", "pgd")}
     for f in final.values():
         s = sp.spread(f)
-        assert s["max_over_median"] < 2.0 and s["rel_iqr"] < 0.5   # paper: no outliers, concentrated
-        assert s["above_110"] < 0.05                                # rare runs more than 10% above the median
-    assert sp.spread(final["pgd"])["max_over_median"] < 1.3           # tightest where it matters
+        assert s["max_over_median"] < 2.0                           # paper: no outliers
+        assert s["rel_iqr"] < 0.1 and s["above_110"] < 0.1          # concentrated, as the chapter says
     assert final["pgd"].median() < final["standard"].median() / 3  # paper: much smaller on the robust net
 
 
 def test_training_decreases_the_saddle_objective(models):
-    m = models["meta"]["metrics"]
+    m = models["meta"]
     losses, eps_used = torch.tensor(m["adv_loss"]), torch.tensor(m["eps_used"])
     after = losses[eps_used == EPS]
     k = len(after) // 10
@@ -81,10 +86,12 @@ def test_pgd_training_gives_robustness_that_fgsm_and_standard_training_do_not(mo
     x, y = test_set
     robust, standard, fgsm_model = models["pgd"], models["standard"], models["fgsm"]
     pgd40 = dict(eps=EPS, alpha=0.01, steps=40, early_stop=True, generator=g())
-    assert accuracy(robust, x, y) > 0.9                                     # paper: 98.8%
+    nat_std, nat_rob = accuracy(standard, x, y), accuracy(robust, x, y)
+    assert abs(nat_rob - nat_std) < 0.05                                    # MNIST: little or no clean-accuracy cost
     r_fgsm = robust_accuracy(robust, x, y, fgsm, eps=EPS)
     r_pgd = robust_accuracy(robust, x, y, pgd, **pgd40)
-    assert 0.6 < r_pgd <= r_fgsm + 0.02                                     # paper: 93.2% <= 95.6%
+    assert r_pgd <= r_fgsm + 0.01                                           # PGD at least as strong as FGSM
+    assert robust_accuracy(standard, x, y, pgd, **pgd40) + 0.5 < r_pgd      # robust: most digits survive PGD
     assert robust_accuracy(standard, x, y, fgsm, eps=EPS) < 0.1             # standard: broken
     assert robust_accuracy(fgsm_model, x, y, pgd, **pgd40) < r_pgd - 0.3    # FGSM training: not robust to PGD
 
@@ -112,7 +119,7 @@ def test_transfer_attacks_are_no_stronger_than_white_box(models, test_set):
 def test_capacity_and_the_inner_solver(mnist, test_set):
     x, y = test_set
     sweep = sp.capacity_sweep(mnist, SCALES, epochs=RECIPE["epochs"], steps=RECIPE["steps"], n_test=N,
-                              seed=0, generator=g())
+                              seed=0, standard_epochs=S.standard_epochs, generator=g())
     pg, fg = sweep["pgd"], sweep["fgsm"]
     assert pg["pgd"][-1] > pg["pgd"][0] + 0.1             # capacity buys robustness
     assert pg["train_loss"][-1] < pg["train_loss"][0]     # the saddle value falls with capacity
@@ -136,7 +143,76 @@ def test_a_stronger_evaluation_never_reports_more_robustness(models, test_set):
                                  generator=g())
         strong = strong_evaluation(models[name], x, y, EPS, steps=50, restarts=2, square_queries=300,
                                    generator=g())
-        assert strong.accuracy <= single + 0.02
+        assert strong.accuracy <= single
+
+
+def test_a_single_pgd_run_overstates_the_robust_network(models, test_set):
+    """The chapter's Experiment 5: on the PGD-trained network the strong evaluation finds digits one PGD run misses."""
+    x, y = test_set
+    o = sp.overstatement(models["pgd"], x[:100], y[:100], eps=EPS, restarts=2, strong_steps=50, square_queries=300,
+                         generator=g())
+    assert o["strong"] < o["pgd"]
+    assert all(a >= b for a, b in zip(list(o["strong_after"].values()), list(o["strong_after"].values())[1:]))
+
+
+def test_maxima_geometry_on_known_points():
+    eps, d = 0.3, 784
+    e = torch.zeros(1, 2, d)
+    e[0, 0, 0], e[0, 1, 1] = eps, eps                                       # two orthogonal perturbations
+    geo = sp.maxima_geometry(e, eps)
+    assert geo["angle"] == pytest.approx(90.0) and geo["distance"] == pytest.approx(2 ** 0.5 / (2 * d ** 0.5))
+    corners = torch.full((1, 3, d), eps)                                    # three runs at the same corner
+    geo = sp.maxima_geometry(corners, eps)
+    assert geo["angle"] == pytest.approx(0.0, abs=1e-3) and geo["distance"] == 0 and geo["norm"] == pytest.approx(1)
+    with pytest.raises(ValueError, match="points"):
+        sp.maxima_geometry(torch.zeros(2, 1, d), eps)
+
+
+def test_checkpoint_is_the_recorded_recipe_and_its_metrics(models, mnist):
+    """The shipped network is what its metadata says: the pinned recipe, and the recorded natural accuracy
+    on the held-out digits is what the loaded weights give."""
+    meta = models["meta"]
+    assert meta["recipe"] == sp.CHECKPOINT_RECIPE and meta["weights_sha256"] == sp.CHECKPOINT_SHA256
+    x_all, y_all = sp.test_subset(mnist, len(mnist.x_test))
+    n_val = len(x_all) - 500
+    assert accuracy(models["pgd"], x_all[n_val:], y_all[n_val:]) == pytest.approx(meta["metrics"]["natural"], abs=1e-6)
+    assert len(meta["curves"]["pgd"]) == meta["recipe"]["epochs"]
+    assert "train_robust" in meta["trained_by"]
+
+
+def test_checkpoint_refuses_changed_weights(tmp_path):
+    for ext in ("pt", "json"):
+        shutil.copy(checkpoint.checkpoint_dir() / f"{sp.CHECKPOINT}.{ext}", tmp_path)
+    sp.load_checkpoint(folder=tmp_path)                                     # an intact copy loads
+    weights = tmp_path / f"{sp.CHECKPOINT}.pt"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ChecksumError, match="SHA-256"):
+        sp.load_checkpoint(folder=tmp_path)
+    (tmp_path / f"{sp.CHECKPOINT}.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="make checkpoints"):
+        sp.load_checkpoint(folder=tmp_path)
+
+
+def test_checkpoint_recipe_trains(mnist, tmp_path):
+    """The checkpoint's training path, for a few steps: the recipe at width ×1 on 256 digits, two epochs."""
+    recipe = {**sp.CHECKPOINT_RECIPE, "scale": 1, "epochs": 2, "warmup_epochs": 1.0}
+    x, y = mnist.x_train[:256], mnist.y_train[:256]
+    kw = dict(x_val=mnist.x_test[:50], y_val=mnist.y_test[:50], val_steps=5, progress=False)
+    model, hist = sp.train_robust(x, y, **recipe, **kw)
+    again, _ = sp.train_robust(x, y, **recipe, **kw)
+    assert len(hist["natural"]) == len(hist["pgd"]) == 2 and len(hist["adv_loss"]) == 2 * 4
+    assert hist["eps_used"][0] < recipe["eps"] == hist["eps_used"][-1]      # ε ramps up over the first epoch
+    assert all(torch.isfinite(torch.tensor(hist["loss"])))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    torch.manual_seed(recipe["seed"])                                       # train_robust's initialisation
+    init = sp.MnistCNN(*sp.widths(1))
+    assert not torch.equal(init.state_dict()["classifier.3.weight"], model.state_dict()["classifier.3.weight"])
+    meta = checkpoint.save(model, "tiny", {"recipe": recipe}, folder=tmp_path)
+    loaded = sp.MnistCNN(*sp.widths(1))
+    assert checkpoint.load(loaded, "tiny", meta["weights_sha256"], folder=tmp_path)["recipe"] == recipe
+    assert json.loads((tmp_path / "tiny.json").read_text())["torch"] == torch.__version__
 
 
 def test_masking_audit_passes_the_pgd_trained_model(models, test_set):

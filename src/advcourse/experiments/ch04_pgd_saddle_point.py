@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import checkpoint
 from ..attacks import bim, fgsm, pgd, robust_accuracy, square, strong_evaluation, transfer
 from ..cache import load_or_train
+from ..data import ChecksumError
 from ..defenses import Adversary
 from ..evaluate import accuracy, eval_mode
 from ..models import MnistCNN
 from ..runtime import device_of
-from ..train import train
+from ..train import Shuffled, fit, train
 
 EPS = 0.3  # the paper's L-inf budget on MNIST
 BASE = ((2, 4), 64)  # the capacity study's smallest network: 2 and 4 filters, 64 hidden units
@@ -42,16 +44,19 @@ class Settings:
     """Chapter 4's settings, shared by the chapter and its claim tests.
 
     Models: width ``scale`` (×16 is the paper's network), the capacity study's ``scales``; every
-    model trains ``epochs`` epochs (the paper: about 83) with PGD-``steps`` of step ``alpha``
-    (None: 2.5·ε / steps). Evaluation: ``n_eval`` test digits, ``restarts`` for the PGD rows of
-    the attack table; the landscape runs ``land_restarts`` random starts of ``land_steps`` steps;
-    the norm curves use ``n_curve`` digits and PGD-``curve_steps``; the strong evaluation runs on
-    ``n_strong`` digits with ``strong_restarts`` × ``strong_steps`` PGD and ``square_queries``.
+    adversarially trained model trains ``epochs`` epochs (the paper: about 83) with PGD-``steps``
+    of step ``alpha`` (None: 2.5·ε / steps), every standard one ``standard_epochs`` (cheap, so
+    trained until its training accuracy levels off). Evaluation: ``n_eval`` test digits,
+    ``restarts`` for the PGD rows of the attack table; the landscape runs ``land_restarts`` random
+    starts of ``land_steps`` steps; the norm curves use ``n_curve`` digits and PGD-``curve_steps``;
+    the strong evaluation runs on ``n_strong`` digits with ``strong_restarts`` × ``strong_steps``
+    PGD and ``square_queries``.
     """
 
     scale: int = 4
     scales: tuple = (1, 2, 4)
     epochs: int = 4
+    standard_epochs: int = 20
     steps: int = 5
     alpha: float | None = None
     n_eval: int = 300
@@ -61,9 +66,9 @@ class Settings:
     n_curve: int = 150
     curve_steps: int = 20
     n_strong: int = 150
-    strong_restarts: int = 2
-    strong_steps: int = 50
-    square_queries: int = 500
+    strong_restarts: int = 1
+    strong_steps: int = 100
+    square_queries: int = 1000
 
     def recipe(self) -> dict:
         """The training settings every model of the chapter shares, as :func:`train_cnn` keywords."""
@@ -71,7 +76,7 @@ class Settings:
 
     def smoke(self) -> Settings:
         """The smoke profile's settings (CI): these settings with the work capped to seconds on a CPU."""
-        return replace(self, scales=(1, self.scale), epochs=1, steps=2, n_eval=100, restarts=2,
+        return replace(self, scales=(1, self.scale), epochs=1, standard_epochs=1, steps=2, n_eval=100, restarts=2,
                        land_steps=5, land_restarts=20, n_curve=50, curve_steps=5, n_strong=30, strong_restarts=1,
                        strong_steps=5, square_queries=50)
 
@@ -79,9 +84,9 @@ class Settings:
 #: The CPU profile (the embedded MNIST).
 FAST = Settings()
 #: The GPU profile (all of MNIST, the paper's network and PGD-40 training).
-FULL = Settings(scale=16, scales=(1, 2, 4, 8, 16), epochs=10, steps=40, alpha=0.01, n_eval=10_000, restarts=20,
-                land_steps=100, land_restarts=10_000, n_curve=2_000, curve_steps=100, n_strong=2_000,
-                strong_restarts=5, strong_steps=100, square_queries=5_000)
+FULL = Settings(scale=16, scales=(1, 2, 4, 8, 16), epochs=10, standard_epochs=10, steps=40, alpha=0.01,
+                n_eval=10_000, restarts=20, land_steps=100, land_restarts=10_000, n_curve=2_000, curve_steps=100,
+                n_strong=2_000, strong_restarts=5, strong_steps=100, square_queries=5_000)
 
 
 # --- the inner maximisation: one PGD path, the textbook algorithm ------------------
@@ -98,15 +103,18 @@ def pgd_step(x_t: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, eps: float,
 
 
 def pgd_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
-              restarts: int, generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
+              restarts: int, generator: torch.Generator | None = None, batch_size: int = 4096,
+              return_points: bool = False):
     """Cross-entropy loss along PGD from ``restarts`` uniform random starts in the ε-ball.
 
     ``x`` (N, 1, 28, 28) in [0, 1], ``y`` (N,). Returns a CPU tensor (N, restarts, steps + 1):
     entry [i, r, t] is the loss of example i after t steps of run r (t = 0: the random start).
     Every run is the plain algorithm of eq. (ch04-pgd): no early stopping, no best-iterate.
+    With ``return_points``, also the perturbations the runs end at, x^T − x: a CPU tensor
+    (N, restarts, 784) — the local maxima that :func:`maxima_geometry` compares.
     """
     device = device_of(model)
-    out = []
+    out, points = [], []
     with eval_mode(model):
         for i in range(len(x)):
             xs = x[i:i + 1].to(device).expand(restarts, *x.shape[1:])
@@ -127,7 +135,33 @@ def pgd_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                 if t < steps:
                     x_t = pgd_step(x_t, xs, torch.cat(grads), eps, alpha)
             out.append(torch.stack(path, dim=1))
-    return torch.stack(out)
+            points.append((x_t - xs).flatten(1).cpu())
+    losses = torch.stack(out)
+    return (losses, torch.stack(points)) if return_points else losses
+
+
+def maxima_geometry(points: torch.Tensor, eps: float) -> dict:
+    """How far apart the local maxima of PGD from random starts are (the paper's Appendix A).
+
+    ``points``: (N, R, d) perturbations x^T − x of R runs on each of N examples (from
+    :func:`pgd_paths`). Over all pairs of runs on the same example: ``angle`` the median angle
+    between the two perturbations in degrees, ``angle_lo``/``angle_hi`` its 5% and 95% quantiles,
+    ``distance`` the median L2 distance between them as a fraction of the largest possible one
+    (the diagonal 2ε·√d of the L∞ ball), and ``norm`` the median perturbation norm as a fraction
+    of ε·√d (1: every pixel moved by the full ε).
+    """
+    if points.ndim != 3 or points.shape[1] < 2:
+        raise ValueError(f"points must have shape (N, R >= 2, d), got {tuple(points.shape)}")
+    n, r, d = points.shape
+    iu = torch.triu_indices(r, r, offset=1)
+    unit = F.normalize(points.double(), dim=2)
+    cos = (unit @ unit.transpose(1, 2))[:, iu[0], iu[1]].clamp(-1, 1)
+    angles = torch.rad2deg(torch.arccos(cos)).flatten()
+    dist = torch.cdist(points.double(), points.double())[:, iu[0], iu[1]].flatten()
+    q = torch.quantile(angles, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    return {"angle": q[1].item(), "angle_lo": q[0].item(), "angle_hi": q[2].item(),
+            "distance": (dist.median() / (2 * eps * d ** 0.5)).item(),
+            "norm": (points.double().norm(dim=2).median() / (eps * d ** 0.5)).item()}
 
 
 # --- the outer minimisation: training on the inner maximiser (Danskin) -------------
@@ -186,6 +220,108 @@ def train_cnn(data, *, scale: int, method: str, epochs: int, eps: float = EPS, s
     return load_or_train(f"ch04-cnn-{method}-x{scale}", config, build, fit, device=device)
 
 
+# --- a PGD-trained network trained to convergence (the shipped checkpoint) ----------
+
+#: The recipe of the checkpoint ``make checkpoints`` trains (scripts/train_checkpoints.py): the
+#: chapter's width-×4 network, PGD-7 of the default step 2.5ε/7 (training, not evaluation, uses
+#: fewer steps than the paper's 40), many more epochs than the 3-minute budget allows, ε ramped up
+#: over the first epochs and a cosine learning-rate schedule that anneals to zero.
+CHECKPOINT_RECIPE = {"scale": 4, "epochs": 30, "steps": 7, "alpha": None, "lr": 1e-3, "batch_size": 64,
+                     "warmup_epochs": 2.0, "eps": EPS, "seed": 0}
+
+
+def train_robust(x: torch.Tensor, y: torch.Tensor, *, scale: int, epochs: int, steps: int, alpha: float | None,
+                 lr: float, batch_size: int, warmup_epochs: float, eps: float = EPS, seed: int = 0,
+                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, val_steps: int = 40,
+                 progress: bool = True, log=None):
+    """PGD adversarial training of a width-``scale`` :class:`MnistCNN` on ``x`` (N, 1, 28, 28) in
+    [0, 1], ``y`` (N,), recording the training curves. Not cached: see :func:`train_cnn` for that.
+
+    Madry et al.'s objective (adversarial examples only) with PGD-``steps`` of step ``alpha``
+    (None: 2.5ε / steps), ε ramped from 0 over ``warmup_epochs``, Adam at ``lr`` annealed to 0 by a
+    cosine schedule. After every epoch, if ``x_val``/``y_val`` are given, the natural accuracy and
+    the accuracy under PGD-``val_steps`` (step 0.01, one random start, a fixed seed) are measured.
+    Returns ``(model, history)``: :func:`advcourse.train.fit`'s history with per-epoch lists
+    ``loss`` and ``train_acc`` (on the PGD examples), ``natural`` and ``pgd`` (validation), and
+    ``adv_loss`` (per batch, the value of the inner problem). ``log``: e.g. ``print``, called with
+    one line per epoch.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    torch.manual_seed(seed)
+    channels, hidden = widths(scale)
+    model = MnistCNN(channels, hidden)
+    batches = Shuffled(x, y, batch_size=batch_size, seed=seed)
+    adversary = Adversary("pgd", eps, steps=steps, alpha=alpha, warmup_batches=int(warmup_epochs * len(batches)),
+                          generator=torch.Generator().manual_seed(seed + 1))
+
+    def attack(model, batch):  # the inner maximisation; the step below is the outer one (Danskin)
+        xb, yb = batch
+        return adversary(model, xb, yb).detach(), yb
+
+    def step(model, batch):
+        xb, yb = batch
+        logits = model(xb)
+        return F.cross_entropy(logits, yb), {"train_acc": (logits.argmax(1) == yb).sum().item()}
+
+    def validate(model):
+        scores = {"natural": accuracy(model, x_val, y_val),
+                  "pgd": robust_accuracy(model, x_val, y_val, pgd, eps=eps, alpha=0.01, steps=val_steps,
+                                         early_stop=True, generator=torch.Generator().manual_seed(seed + 2))}
+        if log is not None:
+            log(f"epoch {len(adversary.losses) // len(batches)}: natural {100 * scores['natural']:.1f}%, "
+                f"PGD-{val_steps} {100 * scores['pgd']:.1f}%")
+        return scores
+
+    total = epochs * len(batches)
+    history = fit(model, batches, step, epochs=epochs, lr=lr, adversary=attack,
+                  schedule=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
+                  validate=validate if x_val is not None else None, progress=progress,
+                  desc=f"PGD-{steps} training ×{scale}")
+    history["adv_loss"], history["eps_used"] = adversary.losses, adversary.eps_used
+    return model, history
+
+
+#: Name and SHA-256 of the shipped checkpoint (``make checkpoints`` prints the new checksum).
+CHECKPOINT = "ch04_pgd_mnist"
+CHECKPOINT_SHA256 = "78d1a34d6d4b602580684a50f7a8143f6670190baf022ff2ae2d986331a6bccc"
+
+
+def load_checkpoint(folder=None):
+    """The shipped PGD-trained network (:data:`CHECKPOINT_RECIPE`), its SHA-256 verified.
+
+    Returns ``(model, meta)``: an eval-mode :class:`MnistCNN` and the checkpoint's metadata
+    (:func:`advcourse.checkpoint.save`): ``recipe``, ``seed``, versions, ``train_seconds``, final
+    ``metrics``, per-epoch ``curves`` and per-batch ``adv_loss``/``eps_used``. Raises
+    :class:`advcourse.data.ChecksumError` if the file or its recipe is not the pinned one.
+    """
+    channels, hidden = widths(CHECKPOINT_RECIPE["scale"])
+    model = MnistCNN(channels, hidden)
+    meta = checkpoint.load(model, CHECKPOINT, CHECKPOINT_SHA256, folder)
+    if meta["recipe"] != CHECKPOINT_RECIPE:
+        raise ChecksumError(f"checkpoint {CHECKPOINT} was trained with {meta['recipe']}, not with "
+                            f"CHECKPOINT_RECIPE = {CHECKPOINT_RECIPE}; run `make checkpoints`")
+    return model, meta
+
+
+def plot_training_curves(history: dict, ax=None):
+    """Natural and PGD accuracy (%) on held-out digits after each epoch of :func:`train_robust`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    epochs = range(1, len(history["natural"]) + 1)
+    ax.plot(epochs, [100 * a for a in history["natural"]], marker=".", color="C0", label="natural")
+    ax.plot(epochs, [100 * a for a in history["pgd"]], marker=".", color="C3", label="PGD-40, ε = 0.3")
+    ax.plot(epochs, [100 * a for a in history["train_acc"]], ls="--", color="C1",
+            label="training batches (PGD examples)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return ax
+
+
 # --- evaluation --------------------------------------------------------------------
 
 def test_subset(data, n: int, seed: int = 0):
@@ -229,28 +365,43 @@ def attack_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sources:
 
 def capacity_sweep(data, scales, *, epochs: int, n_test: int, eps: float = EPS, steps: int = 5,
                    alpha: float | None = None, eval_steps: int = 20, warmup_epochs: float = 1.0, seed: int = 0,
-                   device="cpu", generator: torch.Generator | None = None, progress: bool = False) -> dict:
+                   copy_seed: int | None = None, standard_epochs: int | None = None, device="cpu",
+                   generator: torch.Generator | None = None, progress: bool = False) -> dict:
     """Train every (method, scale) of the capacity study and measure it on the first ``n_test``
-    random test images (trained with :func:`train_cnn`'s settings ``steps``, ``alpha``, ``warmup_epochs``):
+    random test images (trained with :func:`train_cnn`'s settings ``steps``, ``alpha``, ``warmup_epochs``;
+    the standard networks for ``standard_epochs``, default ``epochs``):
     clean, FGSM and PGD (``eval_steps`` steps of 2.5ε/steps, random start) accuracy,
     and the final training loss (the value of the saddle-point problem for adversarial methods).
     The test images are :func:`test_subset`'s.
 
-    Returns ``{method: {"clean": [...], "fgsm": [...], "pgd": [...], "train_loss": [...]}}`` with one
-    entry per scale, in the order of ``scales``.
+    With ``copy_seed``, an independent copy of every network (same recipe, that seed) is trained
+    too, and ``transfer`` records the network's accuracy on the PGD examples crafted on its copy,
+    ``transfer_rate`` the fraction of the copy's adversarial examples that also fool it.
+
+    Returns ``{method: {"clean": [...], "fgsm": [...], "pgd": [...], "train_loss": [...]}}`` (and
+    ``transfer``, ``transfer_rate``) with one entry per scale, in the order of ``scales``.
     """
     x, y = test_subset(data, n_test)
     out = {}
     for method in METHODS:
         res = {"clean": [], "fgsm": [], "pgd": [], "train_loss": []}
+        if copy_seed is not None:
+            res.update(transfer=[], transfer_rate=[])
         for s in scales:
-            model, meta = train_cnn(data, scale=s, method=method, epochs=epochs, eps=eps, steps=steps, alpha=alpha,
-                                    warmup_epochs=warmup_epochs, seed=seed, device=device, progress=progress)
+            n_epochs = standard_epochs if method == "standard" and standard_epochs else epochs
+            kw = dict(scale=s, method=method, epochs=n_epochs, eps=eps, steps=steps, alpha=alpha,
+                      warmup_epochs=warmup_epochs, device=device, progress=progress)
+            model, meta = train_cnn(data, seed=seed, **kw)
             res["clean"].append(accuracy(model, x, y))
             res["fgsm"].append(robust_accuracy(model, x, y, fgsm, eps=eps))
             res["pgd"].append(robust_accuracy(model, x, y, pgd, eps=eps, steps=eval_steps, early_stop=True,
                                               generator=generator))
             res["train_loss"].append(meta["metrics"]["loss"][-1])
+            if copy_seed is not None:
+                copy = train_cnn(data, seed=copy_seed, **kw)[0]
+                moved = transfer(copy, model, x, y, pgd, eps=eps, steps=eval_steps, generator=generator)
+                res["transfer"].append(moved.target_accuracy)
+                res["transfer_rate"].append(moved.transfer_rate)
         out[method] = res
     return out
 
@@ -270,14 +421,16 @@ def norm_curves(models: dict, x: torch.Tensor, y: torch.Tensor, eps_values: dict
 
 
 def overstatement(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = EPS, pgd_steps: int = 40,
-                  restarts: int = 5, strong_steps: int = 100, square_queries: int = 1000,
+                  restarts: int = 1, strong_steps: int = 100, square_queries: int = 1000,
                   generator: torch.Generator | None = None) -> dict:
     """How much a single PGD run overstates robustness.
 
     Returns fractions in [0, 1]: ``pgd`` (one run of ``pgd_steps`` steps of 0.01), ``square`` (the
-    gradient-free Square attack alone) and ``strong`` (per-example worst case over PGD-CE and
-    PGD-margin with ``restarts`` restarts of ``strong_steps`` steps, then Square), with
-    ``strong_after`` the cumulative accuracy after each of those attacks.
+    gradient-free Square attack alone) and ``strong`` (:func:`advcourse.attacks.strong_evaluation`:
+    the per-example worst case over APGD-CE, then APGD-T with the targeted DLR loss, each with
+    ``restarts`` runs of ``strong_steps`` iterations, then Square with ``square_queries``, each run
+    on the digits the previous ones left), with ``strong_after`` the cumulative accuracy after each
+    component and ``caught`` the number of digits each component was the first to fool.
     """
     single = robust_accuracy(model, x, y, pgd, eps=eps, alpha=0.01, steps=pgd_steps, early_stop=True,
                              generator=generator)
@@ -285,7 +438,8 @@ def overstatement(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
                          eps=eps)
     strong = strong_evaluation(model, x, y, eps, steps=strong_steps, restarts=restarts,
                                square_queries=square_queries, generator=generator)
-    return {"pgd": single, "square": sq, "strong": strong.accuracy, "strong_after": strong.accuracy_after}
+    return {"pgd": single, "square": sq, "strong": strong.accuracy, "strong_after": strong.accuracy_after,
+            "caught": strong.caught}
 
 
 # --- figures -------------------------------------------------------------------------
@@ -347,15 +501,16 @@ def spread(final: torch.Tensor) -> dict:
             "above_110": (final > 1.1 * med.unsqueeze(1)).float().mean().item()}
 
 
-def plot_adversarial_loss(meta: dict, ax=None, window: int = 20):
+def plot_adversarial_loss(record: dict, ax=None, window: int = 20):
     """The training loss on adversarial examples, batch by batch (thin) and as a moving average
-    over ``window`` batches, with the ε warm-up shaded. ``meta``: :func:`train_cnn`'s metadata."""
+    over ``window`` batches, with the ε warm-up shaded. ``record``: per-batch lists ``adv_loss``
+    and ``eps_used`` — :func:`train_cnn`'s ``meta["metrics"]`` or the checkpoint's metadata."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.2))
-    losses = torch.tensor(meta["metrics"]["adv_loss"])
-    eps_used = torch.tensor(meta["metrics"]["eps_used"])
+    losses = torch.tensor(record["adv_loss"])
+    eps_used = torch.tensor(record["eps_used"])
     batches = torch.arange(1, len(losses) + 1)
     ax.plot(batches.numpy(), losses.numpy(), lw=0.5, alpha=0.4, color="C1")
     if len(losses) >= window:

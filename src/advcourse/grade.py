@@ -298,9 +298,9 @@ def _cell_errors(nb) -> list[str]:
 
 
 def _running_cell(nb) -> str:
-    """Which code cell papermill recorded as running when execution stopped."""
+    """Which code cell papermill recorded as running (or failing) when execution stopped."""
     for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
-        if cell.metadata.get("papermill", {}).get("status") == "running":
+        if cell.metadata.get("papermill", {}).get("status") in ("running", "failed"):
             return f" in code cell {i + 1}"
     return ""
 
@@ -369,7 +369,8 @@ def grade_submission(path: pathlib.Path, student: str, exercises: dict[str, list
         return result(f"the grader's worker failed: {stderr.strip()[-300:]}", name, not_run)
     if state["state"] != "ok":
         where = _running_cell(executed) if executed is not None else ""
-        return result(f"crashed{where}: {state['error']}", name, not_run)
+        why = " (the kernel process died: os._exit, a crash or out of memory)" if "DeadKernel" in state["error"] else ""
+        return result(f"crashed{where}: {state['error']}{why}", name, not_run)
     check = executed.cells.pop()
     text = "".join(o.get("text", "") for o in check.get("outputs", []) if o.get("name") == "stdout")
     found = re.findall(rf"^{secret}(.*)$", text, re.M)

@@ -107,11 +107,60 @@ def test_adversarial_training_cuts_fgsm_error(mnist, standard, adv_trained):
     std_err = lx.fgsm_report(standard, mnist.x_test, mnist.y_test, EPS)[1].error
     adv = lx.fgsm_report(model, mnist.x_test, mnist.y_test, EPS)[1]
     assert adv.error < 0.4 and adv.error < std_err - 0.5         # paper: 89.4% -> 17.9%
-    assert adv.wrong_confidence > 0.5                            # still confident when wrong (paper 81.4%)
-    assert error_report(model, mnist.x_test, mnist.y_test).error < 0.1
+    # less confident than the standard net when fooled, but far from undecided (1/10 is the floor)
+    std_conf = lx.fgsm_report(standard, mnist.x_test, mnist.y_test, EPS)[1].wrong_confidence
+    assert 0.3 < adv.wrong_confidence < std_conf - 0.05
     late = len(hist["val_acc"]) // 3                             # adversarial validation error still moves
     spread = lambda v: max(v[late:]) - min(v[late:])             # noqa: E731
     assert spread(hist["val_adv_acc"]) > spread(hist["val_acc"])
+
+
+def _sampling_error(p, q, n):
+    """Standard error of the difference of two error rates measured on n examples each."""
+    return ((p * (1 - p) + q * (1 - q)) / n) ** 0.5
+
+
+def test_adversarial_training_does_not_regularise_at_this_scale(mnist, split, standard, adv_trained):
+    """The chapter's claim about the *difference* of clean errors: in the recipe and with every
+    ingredient of the paper's protocol, adversarial training does not lower the clean error by more
+    than twice the sampling error (the paper: 0.94% -> 0.84%, 1.14% -> 0.78%)."""
+    x, y = mnist.x_test, mnist.y_test
+    std, adv = error_report(standard, x, y).error, error_report(adv_trained[0], x, y).error
+    assert adv > std - 2 * _sampling_error(std, adv, len(x))
+    rows = ft.ablation(ft.ablation_variants(RECIPE), *split, x, y, data_tag=mnist.source, seed=SEED, progress=False)
+    assert len(rows) == 3 and "retrained on all 8,000 digits" in rows[-1]["setup"]
+    for row in rows:
+        std, adv = row["std"]["clean"], row["adv"]["clean"]
+        assert adv > std - 2 * _sampling_error(std, adv, len(x)), row["setup"]
+        assert row["adv"]["fgsm"] < 0.5                          # and each one is adversarially trained
+    # the recorded early stopping picks the best validation epoch, and test numbers only follow it
+    metrics = ft.train_recorded(rows[0]["recipe"], *split, x, y, training="fgsm", data_tag=mnist.source,
+                                seed=SEED, progress=False)[1]["metrics"]
+    best = max(range(len(metrics["val_adv_acc"])), key=metrics["val_adv_acc"].__getitem__)
+    assert rows[0]["adv"]["epoch"] == best
+    assert rows[0]["adv"]["clean"] == pytest.approx(1 - metrics["test_acc"][best])
+
+
+def test_stopped_reads_the_curves_and_rejects_bad_criteria():
+    metrics = {"val_acc": [0.5, 0.9, 0.8], "val_adv_acc": [0.1, 0.2, 0.3],
+               "test_acc": [0.4, 0.85, 0.7], "test_adv_acc": [0.05, 0.1, 0.25]}
+    assert ft.stopped(metrics, "clean") == pytest.approx({"epoch": 1, "clean": 0.15, "fgsm": 0.9})
+    assert ft.stopped(metrics, "fgsm") == pytest.approx({"epoch": 2, "clean": 0.3, "fgsm": 0.75})
+    with pytest.raises(ValueError, match="on must be"):
+        ft.stopped(metrics, "pgd")
+
+
+def test_agreement_on_fooling_examples(mnist, standard):
+    """§8: a linear model that errs on the maxout net's FGSM examples mostly picks the same wrong class."""
+    x, y = ft.sample(mnist.x_test, mnist.y_test, 1000, seed=SEED)
+    kw = dict(data_tag=mnist.source, epochs=lx.FAST.epochs // 2, lr=lx.FAST.lr, seed=0, progress=False)
+    softmax = lx.train_linear("softmax", mnist.x_train, mnist.y_train, **kw)[0]
+    rbf = lx.train_linear("rbf", mnist.x_train, mnist.y_train, **kw)[0]
+    agree = ft.agreement(standard, {"softmax": softmax, "RBF": rbf, "itself": standard}, x, y, EPS)
+    assert agree["same"]["itself"] == 1.0 and agree["same_when_wrong"]["itself"] == 1.0
+    assert agree["same_when_wrong"]["softmax"] > 0.5                # paper: 84.6%; chance is 1/9
+    assert agree["same_when_wrong"]["softmax"] > agree["same_when_wrong"]["RBF"]  # paper: 54.3%
+    assert agree["same"]["softmax"] > agree["same"]["RBF"]            # paper: 54.6% vs 16.0%
 
 
 def test_transfer_is_weaker_into_the_adversarially_trained_network(mnist, standard, adv_trained):

@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import fgm, fgsm, input_gradient
+from ..attacks import fgm, fgsm, input_gradient, robust_accuracy
 from ..cache import load_or_train
-from ..evaluate import attack_report, eval_mode
+from ..evaluate import accuracy, attack_report, eval_mode
 from ..models import MLP, Ensemble, cifar_convnet
 from ..runtime import device_of
-from ..train import train
+from ..train import Shuffled, fit, train
 
 TRAININGS = ("standard", "fgsm", "sign_noise", "uniform_noise")
 
@@ -118,18 +119,20 @@ def perturbation(training: str, eps: float, seed: int = 0) -> Callable | None:
     return noisy
 
 
-def train_mlp(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *,
+def train_mlp(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor | None,
+              y_val: torch.Tensor | None, *,
               training: str = "standard", data_tag: str, seed: int = 0, device="cpu", progress: bool = True):
     """Train (or load from the cache) one MLP of the chapter on images ``x`` in [0, 1].
 
     Every model uses the mixed objective α·J(x) + (1 − α)·J(x') with x' from
     :func:`perturbation` (plain J for "standard") and early stopping: the epoch with the
     best validation accuracy on (``x_val``, ``y_val``) is kept — accuracy on FGSM
-    examples for "fgsm" training (§6), on clean examples otherwise.
+    examples for "fgsm" training (§6), on clean examples otherwise. Without validation data
+    (``x_val=None``) it trains for ``recipe.epochs`` and keeps the last epoch.
     Returns ``(model, meta)``; ``meta["metrics"]`` holds the per-epoch history.
     """
     config = {"recipe": recipe.config(), "training": training, "data": data_tag, "n": len(x),
-              "n_val": len(x_val), "seed": seed}
+              "n_val": 0 if x_val is None else len(x_val), "seed": seed}
     attack = lambda m, xb, yb: fgsm(m, xb, yb, recipe.eps)  # noqa: E731
 
     def build(cfg):
@@ -139,8 +142,10 @@ def train_mlp(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Ten
     def fit(model, cfg):
         history = train(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                         adversary=perturbation(training, recipe.eps, seed + 1), clean_weight=recipe.clean_weight,
-                        x_val=x_val, y_val=y_val, val_adversary=attack if training == "fgsm" else None,
-                        keep_best=True, seed=seed, progress=progress, desc=f"{recipe.unit} MLP, {training}")
+                        x_val=x_val, y_val=y_val,
+                        val_adversary=attack if training == "fgsm" and x_val is not None else None,
+                        keep_best=x_val is not None, seed=seed, progress=progress,
+                        desc=f"{recipe.unit} MLP, {training}")
         keys = ("loss", "train_acc", "val_acc", "val_adv_acc", "best_epoch", "seconds")
         return {k: history[k] for k in keys}
 
@@ -154,6 +159,113 @@ def train_ensemble(recipe: Recipe, x, y, x_val, y_val, *, data_tag: str, seed: i
     members = [train_mlp(recipe, x, y, x_val, y_val, training="standard", data_tag=data_tag, seed=seed + i,
                          device=device, progress=progress)[0] for i in range(recipe.ensemble)]
     return Ensemble(members).eval()
+
+
+# --- does adversarial training regularise? The ablation of the setup ------------------
+
+def train_recorded(recipe: Recipe, x, y, x_val, y_val, x_test, y_test, *, training: str = "standard",
+                   data_tag: str, seed: int = 0, device="cpu", progress: bool = True):
+    """Train one MLP like :func:`train_mlp` for all ``recipe.epochs`` epochs, recording after
+    each epoch the clean and FGSM accuracy on the validation digits (``val_acc``,
+    ``val_adv_acc``) and on the test digits (``test_acc``, ``test_adv_acc``).
+
+    The validation curves choose an epoch (early stopping on either of them); the test curves are
+    only *read off* at the chosen epoch, never used to choose. Returns ``(model, meta)`` with the
+    model at its last epoch and the per-epoch lists in ``meta["metrics"]``.
+    """
+    config = {"recipe": recipe.config(), "training": training, "data": data_tag, "n": len(x),
+              "n_val": len(x_val), "n_test": len(x_test), "seed": seed}
+    attack = lambda m, xb, yb: fgsm(m, xb, yb, recipe.eps)  # noqa: E731
+    adversary = perturbation(training, recipe.eps, seed + 1)
+
+    def build(cfg):
+        torch.manual_seed(cfg["seed"])
+        return MLP(x[0].numel(), recipe.hidden, 10, unit=recipe.unit, k=recipe.k, dropout=recipe.dropout)
+
+    def step(model, batch):  # the mixed objective of eq. 6, as in advcourse.train.train
+        xb, yb, *adv = batch
+        loss = F.cross_entropy(model(xb), yb)
+        if adv:
+            loss = recipe.clean_weight * loss + (1 - recipe.clean_weight) * F.cross_entropy(model(adv[0]), yb)
+        return loss
+
+    def validate(model):
+        return {"val_acc": accuracy(model, x_val, y_val), "val_adv_acc": robust_accuracy(model, x_val, y_val, attack),
+                "test_acc": accuracy(model, x_test, y_test),
+                "test_adv_acc": robust_accuracy(model, x_test, y_test, attack)}
+
+    def train_it(model, cfg):
+        with_adv = (lambda m, b: (*b, adversary(m, *b).detach())) if adversary is not None else None
+        history = fit(model, Shuffled(x, y, batch_size=recipe.batch_size, seed=seed), step, epochs=recipe.epochs,
+                      lr=recipe.lr, adversary=with_adv, validate=validate, progress=progress,
+                      desc=f"{recipe.unit} MLP, {training}, recorded")
+        return {k: history[k] for k in ("loss", "val_acc", "val_adv_acc", "test_acc", "test_adv_acc", "seconds")}
+
+    return load_or_train(f"ch02-recorded-{training}", config, build, train_it, device=device)
+
+
+def stopped(metrics: dict, on: str) -> dict:
+    """Early stopping read off recorded curves: the epoch with the best validation accuracy,
+    clean (``on="clean"``) or under FGSM (``on="fgsm"``), and the test errors at that epoch.
+
+    Returns ``epoch`` (0-based), ``clean`` and ``fgsm`` (test error rates in [0, 1])."""
+    if on not in ("clean", "fgsm"):
+        raise ValueError(f"on must be 'clean' or 'fgsm', got {on!r}")
+    curve = metrics["val_acc" if on == "clean" else "val_adv_acc"]
+    best = max(range(len(curve)), key=curve.__getitem__)
+    return {"epoch": best, "clean": 1 - metrics["test_acc"][best], "fgsm": 1 - metrics["test_adv_acc"][best]}
+
+
+def retrain_all(recipe: Recipe, x, y, epochs: int, *, training: str = "standard", data_tag: str, seed: int = 0,
+                device="cpu", progress: bool = True):
+    """The paper's last step: retrain on *all* training digits ``x`` (validation ones included) for
+    the number of ``epochs`` early stopping chose, without validation. Returns ``(model, meta)``."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    return train_mlp(replace(recipe, epochs=epochs), x, y, None, None, training=training, data_tag=data_tag,
+                     seed=seed, device=device, progress=progress)
+
+
+def ablation_variants(recipe: Recipe, dropout: float = 0.5) -> dict:
+    """The chapter's two variants of ``recipe`` for :func:`ablation`: twice the epochs, then twice
+    the epochs with ``dropout`` after each hidden layer, as ``{setup name: Recipe}``."""
+    long = 2 * recipe.epochs
+    return {f"{long} epochs": replace(recipe, epochs=long),
+            f"{long} epochs, dropout {dropout}": replace(recipe, epochs=long, dropout=dropout)}
+
+
+def ablation(variants: dict, x_fit, y_fit, x_val, y_val, x_test, y_test, *, data_tag: str, seed: int = 0,
+             device="cpu", progress: bool = True) -> list[dict]:
+    """Clean and FGSM test error of a standard and an adversarially trained MLP under each of
+    ``variants`` (``{setup name: Recipe}``), then under the last one retrained on all training
+    digits (fit + validation) for the epochs early stopping chose — the paper's protocol (§6).
+
+    Each variant records its curves (:func:`train_recorded`) and stops early on the clean
+    validation error (standard net) and on the FGSM validation error (adversarially trained net,
+    as the paper), the latter also on the clean one (``adv_clean_stop``). Returns one dict per
+    setup: ``setup``, ``std``, ``adv`` and ``adv_clean_stop`` (:func:`stopped` dicts: ``epoch``,
+    test error rates ``clean`` and ``fgsm`` in [0, 1]; ``adv_clean_stop`` is None for the retrained row).
+    """
+    if not variants:
+        raise ValueError("variants must name at least one Recipe")
+    kw = dict(data_tag=data_tag, seed=seed, device=device, progress=progress)
+    rows = []
+    for name, r in variants.items():
+        std = train_recorded(r, x_fit, y_fit, x_val, y_val, x_test, y_test, training="standard", **kw)[1]["metrics"]
+        adv = train_recorded(r, x_fit, y_fit, x_val, y_val, x_test, y_test, training="fgsm", **kw)[1]["metrics"]
+        rows.append({"setup": name, "recipe": r, "std": stopped(std, "clean"), "adv": stopped(adv, "fgsm"),
+                     "adv_clean_stop": stopped(adv, "clean")})
+    last = rows[-1]
+    x_all, y_all = torch.cat([x_fit, x_val]), torch.cat([y_fit, y_val])
+    attack = lambda m, a, b: fgsm(m, a, b, last["recipe"].eps)  # noqa: E731
+    final = {}
+    for training, part in (("standard", "std"), ("fgsm", "adv")):
+        model = retrain_all(last["recipe"], x_all, y_all, last[part]["epoch"] + 1, training=training, **kw)[0]
+        final[part] = {"epoch": last[part]["epoch"], "clean": 1 - accuracy(model, x_test, y_test),
+                       "fgsm": 1 - robust_accuracy(model, x_test, y_test, attack)}
+    rows.append({"setup": f"{last['setup']}, retrained on all {len(x_all):,} digits", "recipe": last["recipe"],
+                 **final, "adv_clean_stop": None})
+    return rows
 
 
 # --- measuring attacks ---------------------------------------------------------------
@@ -190,6 +302,39 @@ def one_step_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_val
             out[name]["error"].append(rep.error)
             out[name]["linf"].append(delta.abs().amax(1).mean().item())
             out[name]["l2"].append(delta.norm(dim=1).mean().item())
+    return out
+
+
+def agreement(source: nn.Module, others: dict, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict:
+    """The paper's §8 study of *why* adversarial examples transfer: FGSM examples crafted on
+    ``source`` at ``eps``, kept where they fool it, then classified by each of ``others``
+    (``{name: model}``).
+
+    Returns ``n`` (examples that fool the source) and, per other model, ``same`` (the fraction
+    whose prediction equals the source's wrong class) and ``same_when_wrong`` (the same fraction
+    among the examples the other model also gets wrong); for each pair of other models ``(a, b)``,
+    ``pairs[a, b]``: how often ``b`` gives ``a``'s class where both are wrong. Fractions in [0, 1].
+    """
+    x_adv = fgsm(source, x, y, eps)
+    with eval_mode(source), torch.no_grad():
+        src = source(x_adv.to(device_of(source))).argmax(1).cpu()
+    fooled = src != y
+    if not fooled.any():
+        raise ValueError("FGSM fools the source model on none of the examples; nothing to compare")
+    preds = {}
+    for name, model in others.items():
+        with eval_mode(model), torch.no_grad():
+            preds[name] = model(x_adv[fooled].to(device_of(model))).argmax(1).cpu()
+    yf, sf = y[fooled], src[fooled]
+    rate = lambda hit, where: (hit & where).sum().item() / max(where.sum().item(), 1)  # noqa: E731
+    out = {"n": int(fooled.sum()), "same": {}, "same_when_wrong": {}, "pairs": {}}
+    for name, p in preds.items():
+        out["same"][name] = (p == sf).float().mean().item()
+        out["same_when_wrong"][name] = rate(p == sf, p != yf)
+    for a in preds:
+        for b in preds:
+            if a != b:
+                out["pairs"][a, b] = rate(preds[a] == preds[b], (preds[a] != yf) & (preds[b] != yf))
     return out
 
 
@@ -342,6 +487,7 @@ def train_cifar(cifar, *, epochs: int = 30, lr: float = 1e-3, seed: int = 0, dev
 
 
 __all__ = ["Recipe", "FAST", "FULL", "TRAININGS", "holdout", "sample", "perturbation", "train_mlp",
-           "train_ensemble", "random_signs", "one_step_attacks", "fgsm_direction", "scaled_gradient_step",
+           "train_ensemble", "train_recorded", "stopped", "retrain_all", "ablation_variants", "ablation",
+           "random_signs", "one_step_attacks", "agreement", "fgsm_direction", "scaled_gradient_step",
            "logit_sweep", "linear_r2", "linearity", "sweep_errors", "wide_ranges", "plot_sweep", "plot_filters",
            "train_cifar"]

@@ -62,6 +62,7 @@ def test_smoke_models_go_to_a_throwaway_cache(restore_state, tmp_path, monkeypat
     """Smoke models are trained on a few hundred examples under the full profile's settings: they must
     never be written where a fast or full run looks for its models."""
     monkeypatch.setenv("ADVCOURSE_CACHE", str(tmp_path))
+    monkeypatch.delenv("ADVCOURSE_SMOKE_CACHE", raising=False)
     advcourse.start("smoke", device="cpu")
     smoke_cache = pathlib.Path(os.environ["ADVCOURSE_CACHE"])
     assert smoke_cache != tmp_path and smoke_cache.is_dir() and not any(smoke_cache.iterdir())
@@ -69,6 +70,10 @@ def test_smoke_models_go_to_a_throwaway_cache(restore_state, tmp_path, monkeypat
     assert pathlib.Path(os.environ["ADVCOURSE_CACHE"]) == smoke_cache
     advcourse.start("fast", device="cpu")
     assert os.environ["ADVCOURSE_CACHE"] == str(tmp_path)
+    monkeypatch.setenv("ADVCOURSE_SMOKE_CACHE", str(tmp_path / "smoke"))  # a folder of the caller's choice
+    advcourse.start("smoke", device="cpu")
+    assert os.environ["ADVCOURSE_CACHE"] == str(tmp_path / "smoke")
+    advcourse.start("fast", device="cpu")  # leave the smoke profile before monkeypatch restores the variables
 
 
 def test_smoke_data_skip_the_download_and_shrink(restore_state, monkeypatch, capsys):
@@ -132,8 +137,11 @@ def smoke_runs(tmp_path_factory):
     build_book = _build_book()
     out = tmp_path_factory.mktemp("smoke")
     cache = out / "models"
-    saved = {k: os.environ.get(k) for k in ("ADVCOURSE_CACHE", "ADVCOURSE_OFFLINE", "ADVCOURSE_PROFILE")}
-    os.environ.update(ADVCOURSE_CACHE=str(cache), ADVCOURSE_OFFLINE="1")
+    saved = {k: os.environ.get(k)
+             for k in ("ADVCOURSE_CACHE", "ADVCOURSE_SMOKE_CACHE", "ADVCOURSE_OFFLINE", "ADVCOURSE_PROFILE")}
+    # The smoke models go to a folder pytest removes (a kernel killed at shutdown skips the package's cleanup).
+    os.environ.update(ADVCOURSE_CACHE=str(cache), ADVCOURSE_SMOKE_CACHE=str(out / "smoke-models"),
+                      ADVCOURSE_OFFLINE="1")
     os.environ.pop("ADVCOURSE_PROFILE", None)
 
     def one(name):

@@ -160,7 +160,8 @@ def _smoke_mode(on: bool) -> None:
     """Enter or leave the smoke profile's process-wide state (the latest ``start`` decides).
 
     On: the data sets skip their download and shrink (:func:`advcourse.data.set_smoke`), and
-    ``ADVCOURSE_CACHE`` points at a new temporary folder, removed at exit — smoke models are
+    ``ADVCOURSE_CACHE`` points at ``$ADVCOURSE_SMOKE_CACHE`` or else a new temporary folder
+    (removed at a normal exit; a kernel killed at shutdown leaves it) — smoke models are
     trained on a few hundred examples under the full profile's settings, so they must never
     land where a full run looks. Off: both are restored.
     """
@@ -169,8 +170,10 @@ def _smoke_mode(on: bool) -> None:
     data.set_smoke(on)
     if on and not _SMOKE_SAVED:
         _SMOKE_SAVED["cache"] = os.environ.get("ADVCOURSE_CACHE", "")
-        folder = tempfile.mkdtemp(prefix="advcourse-smoke-models-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        folder = os.environ.get("ADVCOURSE_SMOKE_CACHE")
+        if not folder:
+            folder = tempfile.mkdtemp(prefix="advcourse-smoke-models-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ["ADVCOURSE_CACHE"] = folder
     elif not on and _SMOKE_SAVED:
         before = _SMOKE_SAVED.pop("cache")

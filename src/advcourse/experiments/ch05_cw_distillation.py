@@ -35,7 +35,8 @@ from ..train import train
 __all__ = ["Settings", "FAST", "FULL", "train_standard", "train_teacher", "distill", "logit_scale", "Report",
            "success_report", "correct_subset", "random_targets", "defence_report", "TargetCases", "rescale_c",
            "objective_box_grid", "c_sweep", "all_targets", "target_cases", "transfer_vs_kappa", "quantize",
-           "greedy_repair", "to_boundary", "repair_report", "c_sweep_figure"]
+           "greedy_repair", "to_boundary", "repair_report", "c_sweep_figure", "smallest_eps", "baseline_cases",
+           "linf_oscillation"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class Settings:
     of correctly classified test digits attacked in each experiment (``n_defence``, ``n_grid``,
     ``n_sweep``, ``n_cases``, ``n_transfer``); the attacks' settings (``cw`` for C&W L2: Adam steps
     per constant, learning rate, binary-search rounds, first constant; ``cw_linf``, ``cw_l0``,
-    ``lbfgs``) and the confidences ``kappas`` of the transfer experiment.
+    ``lbfgs``) and the confidences ``kappas`` of the transfer experiment. The baselines of Table IV:
+    JSMA's largest fraction of pixels changed (``jsma_gamma``) and the grids of ε searched for
+    FGSM (``fgsm_eps``) and the iterative gradient sign method (``igs_eps``).
     """
 
     channels: tuple = (8, 16)
@@ -66,6 +69,9 @@ class Settings:
     cw_l0: dict = field(default_factory=lambda: dict(steps=30, lr=0.5, c=1.0, largest_c=16, c_factor=4))
     lbfgs: dict = field(default_factory=lambda: dict(search_steps=3, max_iter=30))
     kappas: tuple = (0, 10, 20, 30)  # the small fast-profile source cannot reach κ = 40
+    jsma_gamma: float = 0.3  # up to 235 of 784 pixels: C&W's worst JSMA case changed 180
+    fgsm_eps: tuple = tuple(k / 100 for k in range(1, 61))
+    igs_eps: tuple = tuple(k / 50 for k in range(1, 26))
 
     def spec(self, *, seed: int, data: str) -> dict:
         """The settings that determine a trained network (its cache key), with the ``seed`` and a
@@ -298,6 +304,47 @@ def target_cases(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Cal
     return TargetCases(cases, xs, ts, x_adv, rep.success)
 
 
+# --- the baselines of Table IV -----------------------------------------------------------
+
+def smallest_eps(attack: Callable, epsilons) -> Callable:
+    """A targeted attack ``(model, x, target) -> x_adv`` that runs ``attack(model, x, target, eps)``
+    for each ``eps`` of ``epsilons`` (ascending) and keeps, per example, the first success: C&W's
+    search for the smallest ε of the gradient-sign baselines (a failure returns ``x``)."""
+    epsilons = sorted(float(e) for e in epsilons)
+
+    def run(model, x, target):
+        x_adv, todo = x.clone(), torch.ones(len(x), dtype=torch.bool)
+        for eps in epsilons:
+            idx = todo.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            xa = attack(model, x[idx], target[idx], eps)
+            ok = (predict(model, xa)[0] == target[idx]).cpu()
+            x_adv[idx[ok]] = xa[ok]
+            todo[idx[ok]] = False
+        return x_adv
+
+    return run
+
+
+def baseline_cases(model: nn.Module, x: torch.Tensor, y: torch.Tensor, baselines: dict) -> dict:
+    """C&W Table IV's earlier attacks on the same digits as :func:`target_cases`.
+
+    ``baselines`` maps a name to ``(attack, norm, targeted)``. A targeted attack runs on every
+    (digit, wrong class) pair and gets best, average and worst case; an untargeted one
+    (DeepFool) runs once per digit and fills the best case only, as in the paper.
+    Returns ``{name: {"best" | "average" | "worst": (success rate, mean distortion) or None}}``.
+    """
+    out = {}
+    for name, (attack, norm, targeted) in baselines.items():
+        if targeted:
+            out[name] = target_cases(model, x, y, attack, norm).cases
+        else:
+            rep = success_report(model, x, y, attack, norm=norm)
+            out[name] = {"best": (rep.rate, rep.mean_dist), "average": None, "worst": None}
+    return out
+
+
 # --- transferability -------------------------------------------------------------------
 
 def transfer_vs_kappa(source: nn.Module, targets: dict, x: torch.Tensor, y: torch.Tensor, kappas,
@@ -405,6 +452,32 @@ def repair_report(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, goal: 
             "l2_continuous": distortion(x, x_adv, "l2").mean().item(),
             "l2_repaired": distortion(x, x_r, "l2").mean().item(),
             "on_lattice": bool(torch.equal(x_r, quantize(x_r))), "x_repaired": x_r}
+
+
+# --- why a plain L∞ penalty oscillates (C&W §VI.C) ----------------------------------------
+
+def linf_oscillation(penalty: str, *, steps: int = 60, lr: float = 0.02, c: float = 2.0,
+                     tau: float = 0.45) -> torch.Tensor:
+    """Gradient descent on a two-pixel toy, penalty(δ) + c·(1 − w·δ)⁺ with w = (0.9, 1.1), from
+    δ = (0.6, 0.3): the path of δ, shape (steps + 1, 2).
+
+    ``penalty="linf"`` is ‖δ‖∞, whose gradient touches only the largest |δ_i| — so the two
+    pixels take turns being pushed down; ``penalty="tau"`` is C&W's Σ_i (|δ_i| − τ)⁺, which
+    pushes every pixel above τ at once.
+    """
+    terms = {"linf": lambda d: d.abs().max(), "tau": lambda d: torch.relu(d.abs() - tau).sum()}
+    if penalty not in terms:
+        raise ValueError(f"penalty must be 'linf' or 'tau', got {penalty!r}")
+    w = torch.tensor([0.9, 1.1])
+    d = torch.tensor([0.6, 0.3], requires_grad=True)
+    path = [d.detach().clone()]
+    for _ in range(steps):
+        loss = terms[penalty](d) + c * torch.relu(1 - w @ d)
+        (g,) = torch.autograd.grad(loss, d)
+        with torch.no_grad():
+            d -= lr * g
+        path.append(d.detach().clone())
+    return torch.stack(path)
 
 
 # --- figures -----------------------------------------------------------------------------

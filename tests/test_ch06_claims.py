@@ -28,19 +28,54 @@ def models(mnist):
 
 @pytest.fixture(scope="module")
 def reports(mnist, models):
-    zoo = {**mk.masked_zoo(models["standard"], models["distilled"]), "adversarially trained": models["adversarial"]}
+    zoo = {"standard": models["standard"], **mk.masked_zoo(models["standard"], models["distilled"]),
+           "adversarially trained": models["adversarial"]}
     x, y = mnist.x_test[:N_AUDIT], mnist.y_test[:N_AUDIT]
     torch.manual_seed(0)
     return {name: audit(m, x, y, EPS, name=name, substitute=models["leaky"], steps=STEPS,
                            generator=torch.Generator().manual_seed(0)) for name, m in zoo.items()}
 
 
-def test_audit_flags_every_masked_model_and_passes_the_robust_one(reports):
+def test_audit_flags_every_masked_model_and_passes_the_standard_and_robust_ones(reports):
+    """An audit that flags everything, or nothing, fails here: the unmasked models must pass."""
     for name, report in reports.items():
-        if name == "adversarially trained":
+        if name in ("standard", "adversarially trained"):
             assert report.passed, report
         else:
             assert report.flags, f"{name} was not flagged:\n{report}"
+
+
+def test_the_fgsm_trained_control_has_not_overfitted_catastrophically(reports):
+    """Wong et al.'s catastrophic overfitting shows as high FGSM and near-zero PGD accuracy; the chapter says
+    its control shows no such sign."""
+    v = reports["adversarially trained"]["iterative beats single-step"].values
+    assert v["iterative"] > 0.2 and v["fgsm"] - v["iterative"] < 0.3
+
+
+def test_dead_relus_are_rarer_than_inactive_ones_and_hide_nothing(mnist, models, reports):
+    """Per input many ReLUs are inactive; few are dead on every input; PGD still breaks the standard CNN,
+    and the Leaky-ReLU substitute (no inactive units) is no more robust."""
+    from advcourse.attacks import pgd, robust_accuracy
+
+    activity = mk.relu_activity(models["standard"], mnist.x_test[:1000])
+    assert len(activity) == 3
+    for inactive, dead in activity:
+        assert 0 <= dead < inactive < 1
+    assert max(inactive for inactive, _ in activity) > 0.2                 # ReLU's ordinary sparsity
+    assert reports["standard"]["iterative beats single-step"].values["iterative"] < 0.1
+    x, y = mnist.x_test[:N_AUDIT], mnist.y_test[:N_AUDIT]
+    g = torch.Generator().manual_seed(0)
+    assert robust_accuracy(models["leaky"], x, y, pgd, eps=EPS, steps=STEPS, generator=g) < 0.1
+
+
+def test_relu_activity_on_a_known_network():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, -1.0]]))
+        net[0].bias.zero_()
+    x = torch.tensor([[1.0, 1.0], [-1.0, 2.0]])  # unit 0: active then inactive; unit 1: inactive on both
+    ((inactive, dead),) = mk.relu_activity(net, x)
+    assert inactive == pytest.approx(0.75) and dead == pytest.approx(0.5)
 
 
 def test_each_masked_model_is_flagged_for_its_mechanism(reports):

@@ -56,12 +56,23 @@ test-deep: $(VENV)/.installed
 clean:
 	rm -rf _build .cache .pytest_cache
 
-## make nbval: every chapter's Colab notebook run twice as in Colab (set-up cell against a local clone), outputs compared by nbval
-.PHONY: nbval
-nbval: $(VENV)/.installed
-	ADVCOURSE_NBVAL=all $(PY) -m pytest tests/test_notebooks.py -k nbval -q
-
 ## make smoke: every chapter's full-profile (GPU) code path run on the CPU with its work capped (CI runs it too)
 .PHONY: smoke
 smoke: $(VENV)/.installed
 	$(PY) -m pytest tests/test_smoke.py tests/test_device_hygiene.py -q
+
+## make student-notebooks: the notebooks to hand out (no solutions, an answer cell per checked exercise) in _build/student-notebooks; grade the returned ones with `advcourse grade`
+.PHONY: student-notebooks
+student-notebooks: $(VENV)/.installed
+	$(PY) scripts/student_notebooks.py --out _build/student-notebooks
+
+## make checkpoints: retrain the shipped checkpoints in data/checkpoints (chapter 4's PGD-trained network) with their recorded recipes
+# Prints each new SHA-256: pin it in the chapter's module (CHECKPOINT_SHA256), which refuses other weights.
+.PHONY: checkpoints
+checkpoints: $(VENV)/.installed
+	$(PY) scripts/train_checkpoints.py
+
+## make nbval: every chapter's Colab notebook run twice as in Colab (set-up cell against a local clone), outputs compared by nbval
+.PHONY: nbval
+nbval: $(VENV)/.installed
+	ADVCOURSE_NBVAL=all $(PY) -m pytest tests/test_notebooks.py -k nbval -q

@@ -402,7 +402,7 @@ def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
         put(student / "chapters" / nb_path.name, nbformat.writes(nb))
 
 
-def render(stage: pathlib.Path, html: pathlib.Path, strict: bool = True) -> None:
+def render(stage: pathlib.Path, html: pathlib.Path, strict: bool = True, edition: str = "full") -> None:
     """``jupyter-book build`` with execution off and (if ``strict``) warnings as errors, into ``html``."""
     site = stage.parent / f"{stage.name}-site"
     jupyter_book = pathlib.Path(sys.executable).parent / "jupyter-book"
@@ -413,6 +413,25 @@ def render(stage: pathlib.Path, html: pathlib.Path, strict: bool = True) -> None
         shutil.rmtree(html)
     html.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(site / "_build" / "html", html)  # the site folder stays: Sphinx's next build is incremental
+    serve_readable_notebooks(html, edition)
+
+
+def serve_readable_notebooks(html: pathlib.Path, edition: str) -> None:
+    """Make the page's download button serve the notebook Colab opens, not the executed MyST one.
+
+    Sphinx copies each executed notebook to ``_sources/chapters/<name>.ipynb``; its Markdown still
+    holds raw MyST (glue roles, directives). It is replaced by ``colab_notebook`` of the chapter's
+    source in this ``edition`` ("student": no solutions), which reads well in Jupyter and Colab.
+    """
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from sync_notebooks import colab_notebook
+    finally:
+        sys.path.pop(0)
+    for served in (html / "_sources" / "chapters").glob("*.ipynb"):
+        source = ROOT / "chapters" / f"{served.stem}.md"
+        if source.exists():
+            nbformat.write(colab_notebook(source, edition), served)
 
 
 def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None,
@@ -457,10 +476,10 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
     for edition in editions:
         # A preview's references to chapters it leaves out cannot resolve: there they are only warnings.
         if edition == "full":
-            render(stage, out / "html", strict=not only)
+            render(stage, out / "html", strict=not only, edition="full")
         else:
             student_stage(stage, out / "stage-student")
-            render(out / "stage-student", out / "student" / "html", strict=not only)
+            render(out / "stage-student", out / "student" / "html", strict=not only, edition="student")
     print("\nchapter execution times (s):")
     for name, r in runs.items():
         print(f"  {r['seconds']:8.1f}  {name}{'  (reused)' if r['reused'] else ''}")

@@ -128,6 +128,18 @@ def test_numbers_and_citations_are_the_books(book):
     assert checked > 50
 
 
+
+def test_download_button_serves_the_readable_notebooks(book):
+    """The page's download button (``_sources/chapters/*.ipynb``) serves the generated notebook of the
+    edition, never the executed MyST one."""
+    for edition, html in (("full", book / "html"), ("student", book / "student" / "html")):
+        served = sorted((html / "_sources" / "chapters").glob("*.ipynb"))
+        assert len(served) == len(CHAPTERS)
+        for path in served:
+            nb = nbformat.read(path, as_version=4)
+            expected = sync_notebooks.colab_notebook(ROOT / "chapters" / f"{path.stem}.md", edition)
+            assert [c.source for c in nb.cells] == [c.source for c in expected.cells], (edition, path.stem)
+
 # --- the glued values in the reader's kernel -------------------------------------------------------------
 
 def test_prose_renders_glued_values_as_myst_nb_does():

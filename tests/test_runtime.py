@@ -75,3 +75,19 @@ def test_cpu_threads():
             advcourse.start("fast", seed=0, device="cpu", cpu_threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_threads_from_the_environment_override_the_chapter(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "1")
+        advcourse.start("fast", seed=0, device="cpu", cpu_threads=2)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "two")
+        with pytest.raises(ValueError, match="ADVCOURSE_CPU_THREADS"):
+            advcourse.start("fast", seed=0, device="cpu")
+        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "0")
+        with pytest.raises(ValueError, match="cpu_threads"):
+            advcourse.start("fast", seed=0, device="cpu")
+    finally:
+        torch.set_num_threads(before)

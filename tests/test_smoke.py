@@ -138,10 +138,11 @@ def smoke_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     cache = out / "models"
     saved = {k: os.environ.get(k)
-             for k in ("ADVCOURSE_CACHE", "ADVCOURSE_SMOKE_CACHE", "ADVCOURSE_OFFLINE", "ADVCOURSE_PROFILE")}
+             for k in ("ADVCOURSE_CACHE", "ADVCOURSE_SMOKE_CACHE", "ADVCOURSE_OFFLINE", "ADVCOURSE_PROFILE",
+                       "ADVCOURSE_CPU_THREADS")}
     # The smoke models go to a folder pytest removes (a kernel killed at shutdown skips the package's cleanup).
     os.environ.update(ADVCOURSE_CACHE=str(cache), ADVCOURSE_SMOKE_CACHE=str(out / "smoke-models"),
-                      ADVCOURSE_OFFLINE="1")
+                      ADVCOURSE_OFFLINE="1", ADVCOURSE_CPU_THREADS="1")  # two kernels, one thread each
     os.environ.pop("ADVCOURSE_PROFILE", None)
 
     def one(name):

@@ -141,8 +141,16 @@ def start(profile: str = "auto", seed: int = 0, device: str | None = None,
     ``cpu_threads``: on a CPU, the number of intra-op threads torch may use. Tiny
     networks gain nothing from more than one, and on a busy machine several
     threads can make them many times slower; ``None`` keeps torch's default.
+    ``ADVCOURSE_CPU_THREADS`` in the environment overrides it, for running several
+    kernels side by side (the smoke tests run two on CI's two cores: one thread each).
     """
     dev = get_device(device)
+    if os.environ.get("ADVCOURSE_CPU_THREADS"):
+        try:
+            cpu_threads = int(os.environ["ADVCOURSE_CPU_THREADS"])
+        except ValueError:
+            raise ValueError("ADVCOURSE_CPU_THREADS must be a positive int, got "
+                             f"{os.environ['ADVCOURSE_CPU_THREADS']!r}") from None
     if cpu_threads is not None:
         if not isinstance(cpu_threads, int) or cpu_threads < 1:
             raise ValueError(f"cpu_threads must be a positive int, got {cpu_threads!r}")

@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "advcourse"
 LAYERS = [("data", "stamp", "report", "plot"), ("runtime",), ("evaluate", "models"), ("attacks",),
-          ("cache", "train"), ("defenses",), ("experiments", "exercises"), ("grade",)]
+          ("cache", "train"), ("defenses", "checkpoint"), ("experiments", "exercises"), ("grade",)]
 LAYER = {unit: k for k, units in enumerate(LAYERS) for unit in units}
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
 

@@ -107,7 +107,7 @@ def test_numbers_and_citations_are_the_books(book):
     """Equation and exercise numbers and citation labels agree with the rendered book."""
     index, labels = sync_notebooks.book_index(), sync_notebooks.citation_labels()
     equation = re.compile(r'id="equation-([\w.:-]+)">\s*<span class="eqno">\((\d+)\)')
-    exercise = re.compile(r'<div class="exercise admonition" id="([\w.:-]+)">\s*<p class="admonition-title">'
+    exercise = re.compile(r'<div class="[^"]*" id="([\w.:-]+)">\s*<p class="admonition-title">'
                           r'<span class="caption-number">Exercise (\d+)')
     shown = {}
     for md in CHAPTERS:

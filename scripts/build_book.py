@@ -66,46 +66,34 @@ def sync_tree(src: pathlib.Path, dst: pathlib.Path) -> None:
             put(dst / f.relative_to(src), f.read_bytes())
 
 
-# A fenced {solution} directive, and the opening / closing fences of a gated solution.
+# A fenced {solution} directive (gated solutions, which enclose code cells, are sync_notebooks.strip_gated's).
 SOLUTION = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
-GATE_START = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution-start\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
-GATE_END = re.compile(r"^(?P<f>`{3,}|:{3,})\{solution-end\}[^\n]*\n.*?^(?P=f)[ \t]*(\n|$)", re.M | re.S)
+
+
+def sync_notebooks():
+    """``scripts/sync_notebooks.py``, the chapter -> notebook converter, imported from beside this script."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sync_notebooks as module
+    finally:
+        sys.path.pop(0)
+    return module
 
 
 def strip_solutions(nb) -> int:
     """Remove every exercise solution from a notebook (the student edition); returns how many.
 
     Handles ``{solution}`` blocks inside Markdown cells and gated solutions
-    (``{solution-start}`` … ``{solution-end}``) that enclose code cells.
+    (``{solution-start}`` … ``{solution-end}``) that enclose code cells; Markdown cells left
+    empty are dropped.
     """
-    kept, inside, removed = [], False, 0
+    converter = sync_notebooks()
+    removed = 0
     for cell in nb.cells:
-        if cell.cell_type != "markdown":
-            if not inside:
-                kept.append(cell)
-            continue
-        text = cell.source
-        if inside:
-            end = GATE_END.search(text)
-            if not end:
-                continue
-            text, inside = text[end.end():], False
-        text, n = SOLUTION.subn("", text)
-        removed += n
-        start = GATE_START.search(text)
-        if start:
-            end = GATE_END.search(text, start.end())
-            if end:
-                text = text[:start.start()] + text[end.end():]
-            else:
-                text, inside = text[:start.start()], True
-            removed += 1
-        if text.strip():
-            cell.source = text
-            kept.append(cell)
-    if inside:
-        raise ValueError("a {solution-start} has no matching {solution-end}")
-    nb.cells = kept
+        if cell.cell_type == "markdown":
+            cell.source, n = SOLUTION.subn("", cell.source)
+            removed += n + len(converter.GATE_START.findall(cell.source))
+    nb.cells = converter.strip_gated(nb.cells)
     return removed
 
 
@@ -423,11 +411,7 @@ def serve_readable_notebooks(html: pathlib.Path, edition: str) -> None:
     holds raw MyST (glue roles, directives). It is replaced by ``colab_notebook`` of the chapter's
     source in this ``edition`` ("student": no solutions), which reads well in Jupyter and Colab.
     """
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from sync_notebooks import colab_notebook
-    finally:
-        sys.path.pop(0)
+    colab_notebook = sync_notebooks().colab_notebook
     for served in (html / "_sources" / "chapters").glob("*.ipynb"):
         source = ROOT / "chapters" / f"{served.stem}.md"
         if source.exists():

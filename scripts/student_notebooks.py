@@ -13,7 +13,6 @@ import argparse
 import pathlib
 import sys
 
-import jupytext
 import nbformat
 
 from advcourse.grade import add_answer_cells, chapter_exercises
@@ -26,13 +25,7 @@ def student_notebook(md: pathlib.Path):
     """The student-edition notebook of the chapter source ``md``, with its answer cells."""
     import sync_notebooks
 
-    if hasattr(sync_notebooks, "colab_notebook"):  # the notebooks Colab serves, rendered to plain Markdown
-        nb = sync_notebooks.colab_notebook(md, edition="student")
-    else:
-        from build_book import strip_solutions
-
-        nb = jupytext.read(md)
-        strip_solutions(nb)
+    nb = sync_notebooks.colab_notebook(md, edition="student")  # what Colab serves, in plain Markdown
     add_answer_cells(nb, chapter_exercises(md.read_text(), md.stem), md.stem)
     for i, cell in enumerate(nb.cells):  # no outputs, stable cell ids
         cell["id"] = f"cell-{i:03d}"

@@ -3,7 +3,8 @@
 The experiments of the chapter as small functions: the training recipes of the
 two profiles, the MLPs trained with clean, FGSM or noisy inputs (cached), an
 ensemble, the ε sweep along the FGSM direction (the paper's Figure 4), the
-one-step attacks under two norms, and, in the full profile, a CIFAR-10 network.
+one-step attacks under two norms, a network with sigmoid outputs for the rubbish-class
+test, and, in the full profile, a CIFAR-10 network.
 
 Images are float tensors (N, C, H, W) in [0, 1]; models return logits (N, K).
 """
@@ -159,6 +160,59 @@ def train_ensemble(recipe: Recipe, x, y, x_val, y_val, *, data_tag: str, seed: i
     members = [train_mlp(recipe, x, y, x_val, y_val, training="standard", data_tag=data_tag, seed=seed + i,
                          device=device, progress=progress)[0] for i in range(recipe.ensemble)]
     return Ensemble(members).eval()
+
+
+# --- the rubbish class with sigmoid outputs (the paper's appendix) -------------------
+
+class SigmoidOutputs(nn.Module):
+    """A classifier read through ten independent sigmoid units instead of a softmax.
+
+    ``forward`` returns the wrapped network's logits (N, K) unchanged, so attacks and accuracy see
+    the same model; ``probabilities`` returns σ(logits) (N, K), each in (0, 1) and *not* summing to
+    one: every class is a yes/no detector of its own. :func:`advcourse.evaluate.probabilities`
+    (and with it the rubbish-class test) uses them.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))
+
+
+def train_sigmoid_mlp(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, *, data_tag: str, seed: int = 0,
+                      device="cpu", progress: bool = True):
+    """Train (or load from the cache) the chapter's standard MLP with sigmoid outputs (appendix).
+
+    The network of :func:`train_mlp` wrapped in :class:`SigmoidOutputs`, each output trained as a
+    one-vs-rest logistic regression: binary cross-entropy against the one-hot label, summed over
+    the ten classes. ``recipe.epochs`` epochs on images ``x`` (N, 1, 28, 28) in [0, 1], labels
+    ``y`` (N,), no validation, last epoch kept. Returns ``(model, meta)``.
+    """
+    config = {"recipe": recipe.config(), "outputs": "sigmoid", "data": data_tag, "n": len(x), "seed": seed}
+
+    def build(cfg):
+        torch.manual_seed(cfg["seed"])
+        return SigmoidOutputs(MLP(x[0].numel(), recipe.hidden, 10, unit=recipe.unit, k=recipe.k,
+                                  dropout=recipe.dropout))
+
+    def step(model, batch):
+        xb, yb = batch
+        logits = model(xb)
+        target = F.one_hot(yb, logits.shape[1]).to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(xb)
+        return loss, {"train_acc": (logits.argmax(1) == yb).sum().item()}
+
+    def train_it(model, cfg):
+        history = fit(model, Shuffled(x, y, batch_size=recipe.batch_size, seed=seed), step, epochs=recipe.epochs,
+                      lr=recipe.lr, progress=progress, desc=f"{recipe.unit} MLP, sigmoid outputs")
+        return {k: history[k] for k in ("loss", "train_acc", "seconds")}
+
+    return load_or_train("ch02-mlp-sigmoid", config, build, train_it, device=device)
 
 
 # --- does adversarial training regularise? The ablation of the setup ------------------
@@ -487,7 +541,8 @@ def train_cifar(cifar, *, epochs: int = 30, lr: float = 1e-3, seed: int = 0, dev
 
 
 __all__ = ["Recipe", "FAST", "FULL", "TRAININGS", "holdout", "sample", "perturbation", "train_mlp",
-           "train_ensemble", "train_recorded", "stopped", "retrain_all", "ablation_variants", "ablation",
+           "train_ensemble", "SigmoidOutputs", "train_sigmoid_mlp", "train_recorded", "stopped", "retrain_all",
+           "ablation_variants", "ablation",
            "random_signs", "one_step_attacks", "agreement", "fgsm_direction", "scaled_gradient_step",
            "logit_sweep", "linear_r2", "linearity", "sweep_errors", "wide_ranges", "plot_sweep", "plot_filters",
            "train_cifar"]

@@ -7,6 +7,7 @@ never typed; tables are rendered from the measured values as Markdown.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Sequence
 
@@ -162,8 +163,14 @@ class MarkdownCode:
         return self.code
 
 
-def pct(fraction: float, digits: int = 1) -> str:
-    """0.1234 -> '12.3%'."""
+def pct(fraction: float, digits: int = 1, *, if_nan: str | None = None) -> str:
+    """0.1234 -> '12.3%'.
+
+    A rate over an empty set is NaN, which shows as ``'nan%'``; pass ``if_nan`` (e.g. ``"—"``) to show
+    that text instead. Finite values are formatted the same with or without it.
+    """
+    if if_nan is not None and math.isnan(float(fraction)):
+        return if_nan
     return f"{100 * fraction:.{digits}f}%"
 
 

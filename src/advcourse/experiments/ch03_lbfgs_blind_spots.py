@@ -303,6 +303,18 @@ class AdversarialSet:
         return self.fooled[self.correct].float().mean().item()
 
 
+def none_fooled(adv: AdversarialSet, name: str) -> str | None:
+    """Why the images that ``name`` classifies correctly *and* its adversarial examples fool (the selection
+    ``adv.correct & adv.fooled`` of the stretching and the rays) are none, as a sentence without its
+    full stop; None when there is at least one such image."""
+    if bool((adv.correct & adv.fooled).any()):
+        return None
+    n, n_correct = len(adv.y), int(adv.correct.sum())
+    why = (f"{name} classifies none of them correctly" if n_correct == 0 else
+           f"L-BFGS fooled {name} on none of the {n_correct} it classifies correctly")
+    return f"None of the {n} attacked images is both classified correctly and fooled ({why})"
+
+
 def minimal_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, search_steps: int = 10,
                         max_iter: int = 100, c: float = 1.0, chunk: int = 50) -> AdversarialSet:
     """Szegedy et al.'s minimal adversarial example of every image, towards its runner-up class.
@@ -479,13 +491,28 @@ def wrong_interval(pred: torch.Tensor, y: torch.Tensor, ts, at: float = 1.0) -> 
     return out
 
 
-def show_rays(pred: torch.Tensor, y: torch.Tensor, ts, title: str, ax=None):
+NOTHING_TO_SHOW = "no image to show: none was both classified correctly and fooled"
+
+
+def _nothing_to_show(ax, title: str, why: str):
+    """An empty panel: ``why`` in its middle and printed below the cell, instead of an empty plot."""
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9, transform=ax.transAxes)
+    print(f"{title}: {why}.")
+    return ax
+
+
+def show_rays(pred: torch.Tensor, y: torch.Tensor, ts, title: str, ax=None, *, empty: str = NOTHING_TO_SHOW):
     """A band per image (rows) along t (columns): white where the prediction is right, dark
-    where it is wrong; the dashed line marks t = 1, the L-BFGS example."""
+    where it is wrong; the dashed line marks t = 1, the L-BFGS example. With no image, the panel
+    says ``empty`` instead (and prints it)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
+    if len(y) == 0:
+        return _nothing_to_show(ax, title, empty)
     ts = torch.as_tensor(ts)
     wrong = (pred != y.view(-1, 1)).float()
     ax.imshow(wrong.numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
@@ -520,14 +547,18 @@ def show_error_table(table: dict, title: str, ax=None):
     return ax
 
 
-def show_stretch(ratios: dict, bound: float, title: str, ax=None):
+def show_stretch(ratios: dict, bound: float, title: str, ax=None, *, empty: str = NOTHING_TO_SHOW):
     """Histograms (log scale) of per-image stretching ratios ({label: (N,) tensor}) with the
-    global upper bound ∏ L_k as a vertical line."""
+    global upper bound ∏ L_k as a vertical line. With no positive ratio to show (no image
+    selected), the panel says ``empty`` instead (and prints it)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.2, 3.2))
-    lo = min(v[v > 0].min().item() for v in ratios.values())
+    positive = [v[v > 0] for v in ratios.values() if (v > 0).any()]
+    if not positive:
+        return _nothing_to_show(ax, title, empty)
+    lo = min(v.min().item() for v in positive)
     bins = torch.logspace(math.log10(lo) - 0.1, math.log10(bound) + 0.2, 50).numpy()
     for label, v in ratios.items():
         ax.hist(v.numpy(), bins=bins, alpha=0.6, label=label)

@@ -8,7 +8,7 @@ import matplotlib
 import torch
 
 from advcourse.experiments import ch03_lbfgs_blind_spots as bsp
-from advcourse.report import pct
+from advcourse.report import num, pct
 
 matplotlib.use("Agg")
 
@@ -53,3 +53,9 @@ def test_empty_panels_say_so_instead_of_failing(capsys):
     assert ax.axison and len(ax.patches) > 0 and not ax.texts
     plt.close("all")
 
+
+
+def test_num_shows_a_dash_for_a_mean_over_nothing():
+    assert num(1.2345) == "1.23" and num(1.2345, ".1f") == "1.2" and num(torch.tensor(0.5), ".2f") == "0.50"
+    assert num(float("nan")) == "—" and num(torch.tensor([]).mean(), ".2f") == "—"
+    assert num(float("nan"), if_nan="n/a") == "n/a"

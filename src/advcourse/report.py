@@ -163,6 +163,12 @@ class MarkdownCode:
         return self.code
 
 
+def num(value: float, spec: str = ".3g", *, if_nan: str = "—") -> str:
+    """``format(value, spec)``, or ``if_nan`` for NaN: a mean over an empty selection (e.g. the
+    distortion of an attack that succeeded on no image) shows as a dash, not as 'nan'."""
+    return if_nan if math.isnan(float(value)) else format(float(value), spec)
+
+
 def pct(fraction: float, digits: int = 1, *, if_nan: str | None = None) -> str:
     """0.1234 -> '12.3%'.
 

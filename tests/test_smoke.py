@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import pathlib
+import re
 
 import pytest
 import torch
@@ -176,6 +177,12 @@ def test_chapter_runs_in_the_smoke_profile(smoke_runs, name):
     source = (ROOT / "chapters" / f"{name}.md").read_text()
     if "full=run.full" in source or "load_data(" in source:  # the full data path: its offline fallback ran
         assert FALLBACK in text
+    # capped runs select little (an attack that fools nothing, a model that sorts nothing): the prose and
+    # tables must then say so or show a dash, never a mean over nothing printed as 'nan'
+    shown = [str(o.get("data", {}).get(key, "")) for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) for key in ("text/markdown", "application/papermill.record/text/plain")]
+    odd = [t[:200] for t in shown if not t.startswith("```") and re.search(r"\bnan\b|nan%", t)]  # not code
+    assert not odd, f"{name}: glued text or tables show NaN in the smoke profile: {odd[:3]}"
     print(f"{name}: {record['seconds']} s in the smoke profile")
 
 

@@ -99,7 +99,13 @@ def test_solutions_open_when_clicked(book, browser):
     assert not body.is_displayed(), "a solution is shown before the reader asks for it"
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", solution)
     solution.find_element("css selector", "button.toggle-button").click()  # the title itself links to the exercise
-    assert body.is_displayed(), "clicking the solution's toggle does not open it"
+    # the toggle animates its opening: wait for it (up to 5 s) instead of reading the first frame
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+    try:
+        WebDriverWait(browser, 5, poll_frequency=0.1).until(lambda _: body.is_displayed())
+    except TimeoutException:
+        pytest.fail("clicking the solution's toggle does not open it (waited 5 s)")
 
 
 def test_colab_buttons_open_notebooks_that_are_in_the_repository(book, browser):

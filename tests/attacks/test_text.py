@@ -69,7 +69,7 @@ def test_pgd_stays_in_each_tokens_ball_and_keeps_specials(model, inputs, eps):
     clean = emb(model)(ids).detach()
     assert adv.shape == clean.shape and adv.dtype == clean.dtype
     dist = (adv.double() - clean.double()).norm(dim=-1)
-    assert (dist <= eps).all()
+    assert (dist <= eps * (1 + 1e-6)).all()  # up to float32 rounding of the projected vectors
     fixed = special_or_pad(ids, mask)
     assert torch.equal(adv[fixed], clean[fixed])
     assert dist[~fixed].max() > 0  # it did move

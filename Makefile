@@ -9,7 +9,7 @@ PROFILE ?= fast
 SEED ?= 0
 # FORCE=1 re-executes every chapter; otherwise a chapter whose code, package, data and settings are
 # unchanged since the last build is reused from _build/exec-cache (a prose edit rebuilds in seconds).
-BUILD_FLAGS = --out _build --profile $(PROFILE) --seed $(SEED) $(if $(FORCE),--force)
+BUILD_FLAGS = --out _build --profile $(PROFILE) --seed $(SEED) $(if $(FORCE),--force) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: book book-student test chapter sync benchmark clean test-deep
 

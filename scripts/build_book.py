@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import hashlib
 import importlib.metadata
 import json
@@ -138,8 +139,9 @@ def chapter_title(name: str) -> str:
     return name
 
 
-def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int) -> None:
-    """book/runtime.md in ``stage``: each chapter's execution time and peak memory in this build."""
+def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int, jobs: int = 1) -> None:
+    """book/runtime.md in ``stage``: each chapter's execution time and peak memory in this build
+    (``jobs``: how many chapters executed at once)."""
     try:
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
@@ -150,14 +152,16 @@ def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int)
         rows.append(f"| {{doc}}`{chapter_title(name)} <../{name}>` | {r['seconds']:.0f} s | {memory} | "
                     f"{'reused' if r['reused'] else 'executed'} |")
     total = sum(r["seconds"] for r in runs.values())
+    concurrency = ("Chapters executed one at a time." if jobs == 1 else
+                   f"Chapters executed {jobs} at a time, so a time includes sharing the machine with another chapter.")
     text = f"""# Runtime
 
 What it took to execute the chapters of this edition: the **{profile}** profile, seed {seed}, on
 {platform.system()} with {os.cpu_count()} logical CPUs, Python {platform.python_version()} and torch
 {torch_version}. Each chapter runs from a clean kernel; the peak memory is that kernel's largest resident
-set. A chapter whose code cells, the package modules they use, data, requirements, profile and seed did not
-change since the previous build is *reused* (its outputs are kept, its prose is rebuilt), and the table then shows the
-time and memory of the run that produced it.
+set. {concurrency} A chapter whose code cells, the package modules they use, data, requirements, profile
+and seed did not change since the previous build is *reused* (its outputs are kept, its prose is rebuilt), and
+the table then shows the time and memory of the run that produced it.
 
 | chapter | execution time | peak memory | in this build |
 |---|---:|---:|---|
@@ -373,6 +377,67 @@ def execute_chapter(name: str, stage: pathlib.Path, profile: str, seed: int, cac
     return {**record, "reused": False}
 
 
+def longest_first(names: list[str], cache: pathlib.Path | None) -> list[str]:
+    """``names`` ordered by how long each took in the last build (``cache``'s records), longest first;
+    chapters with no record keep their order, after the others."""
+    def last_seconds(name: str) -> float:
+        record = cache / f"{pathlib.Path(name).name}.json" if cache else None
+        return json.loads(record.read_text()).get("seconds", 0.0) if record and record.exists() else 0.0
+
+    return sorted(names, key=last_seconds, reverse=True)  # sorted is stable
+
+
+def threads_wanted(source: str, cores: int) -> int:
+    """How many CPU threads the chapter with MyST text ``source`` gives torch: its ``advcourse.start(...,
+    cpu_threads=n)``, or all ``cores`` when it keeps torch's default (``ADVCOURSE_CPU_THREADS``, which
+    ``start`` obeys, overrides both). Never more than ``cores``."""
+    if os.environ.get("ADVCOURSE_CPU_THREADS", "").isdigit():
+        return max(1, min(int(os.environ["ADVCOURSE_CPU_THREADS"]), cores))
+    found = re.search(r"advcourse\.start\([^)]*cpu_threads\s*=\s*(\d+)", source)
+    return max(1, min(int(found[1]), cores)) if found else cores
+
+
+def execute_chapters(names: list[str], stage: pathlib.Path, profile: str, seed: int, cache: pathlib.Path | None,
+                     environment: str, jobs: int = 1, root: pathlib.Path = ROOT,
+                     cores: int | None = None) -> dict:
+    """Execute (or reuse) the chapters ``names`` (sources ``root/<name>.md``), up to ``jobs`` at a time.
+
+    Returns {name: run record} in the order of ``names``. Each chapter runs in its own kernel, so chapters
+    share no state; a model two of them need is cached atomically (trained twice if both start it at once,
+    stored once). Chapters run side by side only while their torch threads (:func:`threads_wanted`) fit
+    in the ``cores`` (default: the machine's): torch threads that outnumber the cores wait on each other
+    at every operation, and a chapter's numbers depend on its thread count, which therefore stays what
+    the chapter asks for. Among the chapters that fit, the longest of the last build starts first.
+    """
+    cores = cores or os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+
+    def one(name: str) -> dict:
+        print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
+        run = execute_chapter(name, stage, profile, seed, cache, environment, source=root / f"{name}.md")
+        how = "reused: unchanged since it took" if run["reused"] else "executed in"
+        print(f"  {name}: {how} {run['seconds']:.1f} s", flush=True)
+        return run
+
+    need = {n: threads_wanted((root / f"{n}.md").read_text(), cores) for n in names}
+    pending, running, done, free = longest_first(names, cache), {}, {}, cores
+    # papermill drives each kernel from a thread of ours; the work happens in the kernels' processes
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        while pending or running:
+            for name in list(pending):  # start, in order, every chapter that fits now
+                if len(running) < jobs and need[name] <= free:
+                    pending.remove(name)
+                    free -= need[name]
+                    running[pool.submit(one, name)] = name
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                free += need[name]
+                done[name] = future.result()  # a failed chapter stops the build (after those running)
+    return {name: done[name] for name in names}
+
+
 def student_stage(stage: pathlib.Path, student: pathlib.Path) -> None:
     """The student edition's sources: the full stage's table of contents and Runtime page, and its
     executed notebooks with every solution removed."""
@@ -419,12 +484,12 @@ def serve_readable_notebooks(html: pathlib.Path, edition: str) -> None:
 
 
 def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only: list[str] | None,
-          force: bool = False, preview: bool = False) -> dict:
+          force: bool = False, preview: bool = False, jobs: int = 1) -> dict:
     """Execute the chapters once (or reuse their cached runs), then render each edition
     ("full" → out/html, "student" → out/student/html). Returns {chapter: run record}.
 
     ``only``: execute just these chapters, and render nothing unless ``preview`` (then the book
-    holds just them)."""
+    holds just them). ``jobs``: how many chapters execute at once."""
     # Kernels must use the inline backend so figures become outputs (Agg would swallow them).
     os.environ.pop("MPLBACKEND", None)
     # The staging folder is kept between builds and only changed files are rewritten, so that
@@ -443,27 +508,22 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
             stale.unlink()
     cache = None if force else out / "exec-cache"
     environment = environment_fingerprint(profile, seed)
-    runs = {}
-    for name in names:
-        print(f"executing {name} (profile={profile}, seed={seed}) ...", flush=True)
-        runs[name] = execute_chapter(name, stage, profile, seed, cache, environment)
-        how = "reused: unchanged since it took" if runs[name]["reused"] else "executed in"
-        print(f"  {name}: {how} {runs[name]['seconds']:.1f} s", flush=True)
+    runs = execute_chapters(names, stage, profile, seed, cache, environment, jobs)
     if only and not preview:
         return runs
     (out / "execution_times.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "seconds": {n: r["seconds"] for n, r in runs.items()},
          "peak_mb": {n: r["peak_mb"] for n, r in runs.items()},
          "reused": [n for n, r in runs.items() if r["reused"]]}, indent=2))
-    write_runtime_page(stage, runs, profile, seed)
+    write_runtime_page(stage, runs, profile, seed, jobs)
     put(stage / "book" / "exercises.md", exercise_index(names))
-    for edition in editions:
-        # A preview's references to chapters it leaves out cannot resolve: there they are only warnings.
-        if edition == "full":
-            render(stage, out / "html", strict=not only, edition="full")
-        else:
-            student_stage(stage, out / "stage-student")
-            render(out / "stage-student", out / "student" / "html", strict=not only, edition="student")
+    if "student" in editions:
+        student_stage(stage, out / "stage-student")
+    where = {"full": (stage, out / "html"), "student": (out / "stage-student", out / "student" / "html")}
+    # The editions render in separate Sphinx processes, side by side. A preview's references to chapters
+    # it leaves out cannot resolve: there they are only warnings.
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(editions))) as pool:
+        list(pool.map(lambda e: render(*where[e], strict=not only, edition=e), editions))
     print("\nchapter execution times (s):")
     for name, r in runs.items():
         print(f"  {r['seconds']:8.1f}  {name}{'  (reused)' if r['reused'] else ''}")
@@ -471,6 +531,12 @@ def build(out: pathlib.Path, profile: str, seed: int, editions: list[str], only:
     for edition in editions:
         print(f"{edition} edition: {out / ('html' if edition == 'full' else 'student/html') / 'index.html'}")
     return runs
+
+
+def default_jobs() -> int:
+    """Two chapters at a time where there are two cores or more: most chapters pin torch to one thread,
+    so a second core would sit idle (:func:`execute_chapters` runs a chapter that wants more alone)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def main(argv=None) -> None:
@@ -485,11 +551,15 @@ def main(argv=None) -> None:
                         help="execute every chapter, even those whose cached run is still valid")
     parser.add_argument("--preview", action="store_true",
                         help="with --chapters: also render a book of just those chapters (drafts included)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="chapters executed at once (default: %(default)s, from the number of CPU cores)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.preview and not args.chapters:
         parser.error("--preview needs --chapters")
     build(pathlib.Path(args.out).resolve(), args.profile, args.seed, args.editions, args.chapters, args.force,
-          args.preview)
+          args.preview, args.jobs)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,44 @@ def test_editing_a_used_module_changes_the_fingerprint(tmp_path, monkeypatch):
     assert build_book.package_fingerprint(code) == before
     (package / "runtime.py").write_text("def start(): return 1\n")   # reached by a lazy relative import
     assert build_book.package_fingerprint(code) != before
+
+
+def test_chapters_execute_side_by_side_while_their_threads_fit(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADVCOURSE_CPU_THREADS", raising=False)
+    names = [f"chapters/c{i}" for i in range(3)]
+    (tmp_path / "chapters").mkdir()
+    starts = ['advcourse.start("fast", 0, cpu_threads=1)', 'advcourse.start("fast", 0, cpu_threads=1)',
+              'advcourse.start("fast", 0)']  # the last keeps torch's default: all cores
+    for i, (name, start) in enumerate(zip(names, starts)):  # each chapter notes when it ran
+        note = str(tmp_path / f"c{i}.t")
+        tail = (f"import advcourse, time; run = {start}; t0 = time.time(); time.sleep(3)\n"
+                f"open({note!r}, 'w').write(f'{{t0}} {{time.time()}}')\n")
+        (tmp_path / f"{name}.md").write_text(CHAPTER.replace("PROSE", f"Chapter {i}.")
+                                             .replace("print(profile", f"{tail}print(profile"))
+    runs = build_book.execute_chapters(names, tmp_path / "stage", "fast", 0, tmp_path / "cache", "env", jobs=2,
+                                       root=tmp_path, cores=2)
+    assert list(runs) == names and not any(r["reused"] for r in runs.values())
+    (a0, b0), (a1, b1), (a2, _) = (tuple(map(float, (tmp_path / f"c{i}.t").read_text().split())) for i in range(3))
+    assert a0 < b1 and a1 < b0           # the one-thread chapters ran at the same time
+    assert a2 >= max(b0, b1)             # the all-cores chapter waited for both
+    assert all((tmp_path / "stage" / f"{n}.ipynb").exists() for n in names)
+    with pytest.raises(ValueError, match="jobs"):
+        build_book.execute_chapters(names, tmp_path / "stage", "fast", 0, None, "env", jobs=0, root=tmp_path)
+
+
+def test_threads_wanted_reads_the_chapters_start_call(monkeypatch):
+    monkeypatch.delenv("ADVCOURSE_CPU_THREADS", raising=False)
+    wanted = build_book.threads_wanted
+    assert wanted("run = advcourse.start(profile, seed, cpu_threads=1)  # tiny models", 2) == 1
+    assert wanted("run = advcourse.start(profile, seed, cpu_threads=4)", 2) == 2   # never more than the cores
+    assert wanted("run = advcourse.start(profile, seed)", 8) == 8                   # torch's default: all
+    monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "1")
+    assert wanted("run = advcourse.start(profile, seed)", 8) == 1                   # the override wins
+
+
+def test_the_longest_chapters_of_the_last_build_start_first(tmp_path):
+    names = ["chapters/a", "chapters/b", "chapters/c", "chapters/d"]
+    for stem, seconds in {"b": 10.0, "d": 300.0}.items():
+        (tmp_path / f"{stem}.json").write_text(f'{{"key": "k", "seconds": {seconds}}}')
+    assert build_book.longest_first(names, tmp_path) == ["chapters/d", "chapters/b", "chapters/a", "chapters/c"]
+    assert build_book.longest_first(names, None) == names

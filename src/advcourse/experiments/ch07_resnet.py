@@ -417,6 +417,21 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return F.cross_entropy(out, y.to(out.device)).item()
 
 
+def loss_gap(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """How much lower ``a``'s cross-entropy is than ``b``'s on the same images, with its sampling error.
+
+    ``x`` (N, C, H, W), ``y`` (N,); both models in eval mode. Returns ``(gap, se)``: ``gap`` the mean over
+    the images of loss_b − loss_a (positive: ``a`` fits better), ``se`` its standard error. The difference
+    is taken image by image (paired), so what the two models have in common cancels out of ``se``.
+    """
+    if len(x) < 2:
+        raise ValueError(f"x must hold at least 2 images for a standard error, got {len(x)}")
+    out_a, out_b = logits(a, x), logits(b, x)  # (N, classes) each
+    y = y.to(out_a.device)
+    d = F.cross_entropy(out_b, y, reduction="none") - F.cross_entropy(out_a, y, reduction="none")
+    return d.mean().item(), (d.std() / len(d) ** 0.5).item()
+
+
 # --- robustness ------------------------------------------------------------------------------
 
 def robustness_curves(models: dict, x: torch.Tensor, y: torch.Tensor, eps_values, *, steps: int = 10,

@@ -94,7 +94,9 @@ def test_the_largest_distortions_transfer_best(models, attacks, images):
         others = [n for n in models if n != src]
         return sum(bsp.error_rate(models[n], attacks[src].x_adv, y) for n in others) / len(others)
 
-    assert cross("FC10(1)") >= max(cross(n) for n in dist if n != "FC10(1)") + 0.1
+    # An ordering, as the chapter states it: on N images × 5 other models a cross error has a sampling
+    # error near 0.05, and the margin over the runner-up was 0.07 on one CPU and above 0.1 on another.
+    assert cross("FC10(1)") > max(cross(n) for n in dist if n != "FC10(1)")
 
 
 def test_noise_at_a_given_distortion_has_exactly_that_distortion(images):

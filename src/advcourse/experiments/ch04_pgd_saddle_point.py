@@ -485,6 +485,12 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, pad: int 
     return padded[images, channels, rows, cols]                        # (N, C, H, W)
 
 
+def cifar_sgd_steps(n_train: int, epochs: int, batch_size: int = CIFAR_BATCH) -> int:
+    """The number of SGD steps :func:`train_cifar_resnet` takes: ``epochs`` passes over ``n_train``
+    images in batches of ``batch_size`` (the last batch of a pass may be smaller)."""
+    return epochs * -(-n_train // batch_size)
+
+
 def train_cifar_resnet(cifar, *, epochs: int, depth: int = 20, n_train: int | None = None, steps: int = 7,
                        eps: float = CIFAR_EPS, alpha: float = CIFAR_ALPHA, lr: float = 0.1,
                        weight_decay: float = 2e-4, batch_size: int = CIFAR_BATCH, augmented: bool = True,
@@ -526,7 +532,7 @@ def train_cifar_resnet(cifar, *, epochs: int, depth: int = 20, n_train: int | No
             logits = model(xb)
             return F.cross_entropy(logits, yb), {"train_acc": (logits.argmax(1) == yb).sum().item()}
 
-        total = cfg["epochs"] * len(batches)
+        total = cifar_sgd_steps(cfg["n"], cfg["epochs"], cfg["batch_size"])  # = epochs × len(batches)
         history = fit(model, batches, step, epochs=cfg["epochs"], optimizer="sgd", lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], adversary=attack,
                       schedule=lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2, 3 * total // 4]),
@@ -625,8 +631,8 @@ def spread(final: torch.Tensor, floor: float = 0.0) -> dict:
     attack fails from every start, at losses like 0.004 and 0.008) is not called spread out because
     two tiny losses differ by a factor of two: what would matter is a run that comes near flipping it.
 
-    ``rel_iqr``: median over examples of (q75 − q25) / scale; ``max_over_median``: the largest
-    ratio max / scale over the examples (an outlier far above the typical maximum would show here);
+    ``rel_iqr``: median over examples of (q75 − q25) / scale; ``max_excess``: the largest
+    (max − median) / scale over the examples (an outlier far above the typical maximum would show here);
     ``above_110``: the fraction of all runs ending more than 10% of the scale above their example's
     median; ``median``: the median of all final losses.
     """
@@ -634,7 +640,7 @@ def spread(final: torch.Tensor, floor: float = 0.0) -> dict:
     scale = med.clamp_min(max(floor, 1e-12))
     q = torch.quantile(final, torch.tensor([0.25, 0.75]), dim=1)
     return {"rel_iqr": ((q[1] - q[0]) / scale).median().item(),
-            "max_over_median": ((final.max(dim=1).values - med) / scale + 1).max().item(),
+            "max_excess": ((final.max(dim=1).values - med) / scale).max().item(),
             "median": final.median().item(),
             "above_110": (final > (med + 0.1 * scale).unsqueeze(1)).float().mean().item()}
 

@@ -67,10 +67,16 @@ def test_start_and_stamp(monkeypatch):
 
 
 def test_cpu_threads():
+    import threadpoolctl
+
     before = torch.get_num_threads()
     try:
-        advcourse.start("fast", seed=0, device="cpu", cpu_threads=1)
-        assert torch.get_num_threads() == 1
+        with threadpoolctl.threadpool_limits(limits=None):  # puts the BLAS threads back on the way out
+            advcourse.start("fast", seed=0, device="cpu", cpu_threads=1)
+            assert torch.get_num_threads() == 1
+            blas = [b for b in threadpoolctl.threadpool_info() if b["user_api"] == "blas"]
+            assert any("scipy" in b["filepath"] for b in blas)   # scipy's own BLAS is loaded, and limited
+            assert all(b["num_threads"] == 1 for b in blas)
         with pytest.raises(ValueError, match="cpu_threads"):
             advcourse.start("fast", seed=0, device="cpu", cpu_threads=0)
     finally:
@@ -78,11 +84,14 @@ def test_cpu_threads():
 
 
 def test_cpu_threads_from_the_environment_override_the_chapter(monkeypatch):
+    import threadpoolctl
+
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "1")
-        advcourse.start("fast", seed=0, device="cpu", cpu_threads=2)
-        assert torch.get_num_threads() == 1
+        with threadpoolctl.threadpool_limits(limits=None):  # puts the BLAS threads back on the way out
+            advcourse.start("fast", seed=0, device="cpu", cpu_threads=2)
+            assert torch.get_num_threads() == 1
         monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "two")
         with pytest.raises(ValueError, match="ADVCOURSE_CPU_THREADS"):
             advcourse.start("fast", seed=0, device="cpu")

@@ -138,9 +138,10 @@ def start(profile: str = "auto", seed: int = 0, device: str | None = None,
           cpu_threads: int | None = None) -> Run:
     """Resolve the profile and device, seed everything, and return the ``Run``.
 
-    ``cpu_threads``: on a CPU, the number of intra-op threads torch may use. Tiny
-    networks gain nothing from more than one, and on a busy machine several
-    threads can make them many times slower; ``None`` keeps torch's default.
+    ``cpu_threads``: on a CPU, the number of intra-op threads torch may use, and the BLAS
+    that numpy and scipy call (scipy's L-BFGS-B, say). Tiny networks gain nothing from more
+    than one, and on a busy machine several threads can make them many times slower (idle
+    BLAS threads spin on a core another program needs); ``None`` keeps the libraries' defaults.
     ``ADVCOURSE_CPU_THREADS`` in the environment overrides it, for running several
     kernels side by side (the smoke tests run two on CI's two cores: one thread each).
     """
@@ -156,9 +157,20 @@ def start(profile: str = "auto", seed: int = 0, device: str | None = None,
             raise ValueError(f"cpu_threads must be a positive int, got {cpu_threads!r}")
         if dev.type == "cpu":
             torch.set_num_threads(cpu_threads)
+            _limit_blas_threads(cpu_threads)
     resolved = resolve_profile(profile, dev)
     _smoke_mode(resolved == "smoke")
     return Run(resolved, seed, dev)
+
+
+def _limit_blas_threads(n: int) -> None:
+    """Give the BLAS libraries of numpy and scipy at most ``n`` threads, from now on in this process.
+
+    Only libraries already loaded can be limited, so scipy's own BLAS is loaded first."""
+    import scipy.linalg  # noqa: F401  (loads scipy's bundled BLAS)
+    import threadpoolctl
+
+    threadpoolctl.threadpool_limits(n, user_api="blas")
 
 
 _SMOKE_SAVED: dict = {}  # ADVCOURSE_CACHE before the smoke profile replaced it ("" if unset)

@@ -44,6 +44,7 @@ def test_training_runs_and_the_accuracies_are_ordered(cifar, cache):
     model, meta = sp.train_cifar_resnet(cifar, **kw)
     m = meta["metrics"]
     assert m["sgd_steps"] == 2 and len(m["adv_loss"]) == 2 and len(m["loss"]) == 1
+    assert m["sgd_steps"] == sp.cifar_sgd_steps(meta["config"]["n"], 1, 16)  # the count the chapter quotes
     assert sp.cifar_sgd_steps(257, 2) == 6 and sp.cifar_sgd_steps(256, 1) == 2  # a partial batch is a step
     assert all(loss > 0 for loss in m["adv_loss"]) and 0 <= m["train_acc"][0] <= 1
     assert meta["config"]["eps"] == 8 / 255 and meta["config"]["alpha"] == 2 / 255 and meta["config"]["steps"] == 7

@@ -532,7 +532,7 @@ def train_cifar_resnet(cifar, *, epochs: int, depth: int = 20, n_train: int | No
             logits = model(xb)
             return F.cross_entropy(logits, yb), {"train_acc": (logits.argmax(1) == yb).sum().item()}
 
-        total = cifar_sgd_steps(cfg["n"], cfg["epochs"], cfg["batch_size"])  # = epochs × len(batches)
+        total = cfg["epochs"] * len(batches)
         history = fit(model, batches, step, epochs=cfg["epochs"], optimizer="sgd", lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], adversary=attack,
                       schedule=lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2, 3 * total // 4]),

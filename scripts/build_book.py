@@ -153,7 +153,8 @@ def write_runtime_page(stage: pathlib.Path, runs: dict, profile: str, seed: int,
                     f"{'reused' if r['reused'] else 'executed'} |")
     total = sum(r["seconds"] for r in runs.values())
     concurrency = ("Chapters executed one at a time." if jobs == 1 else
-                   f"Chapters executed {jobs} at a time, so a time includes sharing the machine with another chapter.")
+                   f"Chapters executed up to {jobs} at a time while their threads fit in the cores, so a time can "
+                   "include sharing the machine with another chapter.")
     text = f"""# Runtime
 
 What it took to execute the chapters of this edition: the **{profile}** profile, seed {seed}, on

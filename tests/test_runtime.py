@@ -66,37 +66,36 @@ def test_start_and_stamp(monkeypatch):
     assert s._repr_markdown_().startswith("**Reproducibility stamp**")
 
 
-def test_cpu_threads():
+@pytest.fixture
+def restore_threads():
+    """start(cpu_threads=n) sets torch's and the BLAS libraries' thread counts for the process: put them back."""
     import threadpoolctl
 
     before = torch.get_num_threads()
-    try:
-        with threadpoolctl.threadpool_limits(limits=None):  # puts the BLAS threads back on the way out
-            advcourse.start("fast", seed=0, device="cpu", cpu_threads=1)
-            assert torch.get_num_threads() == 1
-            blas = [b for b in threadpoolctl.threadpool_info() if b["user_api"] == "blas"]
-            assert any("scipy" in b["filepath"] for b in blas)   # scipy's own BLAS is loaded, and limited
-            assert all(b["num_threads"] == 1 for b in blas)
-        with pytest.raises(ValueError, match="cpu_threads"):
-            advcourse.start("fast", seed=0, device="cpu", cpu_threads=0)
-    finally:
-        torch.set_num_threads(before)
+    with threadpoolctl.threadpool_limits(limits=None):  # restores the libraries' limits on the way out
+        yield
+    torch.set_num_threads(before)
 
 
-def test_cpu_threads_from_the_environment_override_the_chapter(monkeypatch):
+def test_cpu_threads(restore_threads):
     import threadpoolctl
 
-    before = torch.get_num_threads()
-    try:
-        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "1")
-        with threadpoolctl.threadpool_limits(limits=None):  # puts the BLAS threads back on the way out
-            advcourse.start("fast", seed=0, device="cpu", cpu_threads=2)
-            assert torch.get_num_threads() == 1
-        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "two")
-        with pytest.raises(ValueError, match="ADVCOURSE_CPU_THREADS"):
-            advcourse.start("fast", seed=0, device="cpu")
-        monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "0")
-        with pytest.raises(ValueError, match="cpu_threads"):
-            advcourse.start("fast", seed=0, device="cpu")
-    finally:
-        torch.set_num_threads(before)
+    advcourse.start("fast", seed=0, device="cpu", cpu_threads=1)
+    assert torch.get_num_threads() == 1
+    blas = [b for b in threadpoolctl.threadpool_info() if b["user_api"] == "blas"]
+    assert any("scipy" in b["filepath"] for b in blas)   # scipy's own BLAS is loaded, and limited
+    assert all(b["num_threads"] == 1 for b in blas)
+    with pytest.raises(ValueError, match="cpu_threads"):
+        advcourse.start("fast", seed=0, device="cpu", cpu_threads=0)
+
+
+def test_cpu_threads_from_the_environment_override_the_chapter(restore_threads, monkeypatch):
+    monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "1")
+    advcourse.start("fast", seed=0, device="cpu", cpu_threads=2)
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "two")
+    with pytest.raises(ValueError, match="ADVCOURSE_CPU_THREADS"):
+        advcourse.start("fast", seed=0, device="cpu")
+    monkeypatch.setenv("ADVCOURSE_CPU_THREADS", "0")
+    with pytest.raises(ValueError, match="cpu_threads"):
+        advcourse.start("fast", seed=0, device="cpu")
